@@ -1,0 +1,61 @@
+"""Reads from the warehouse into pandas frames (what analytics and the API consume)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Select, select
+
+from app.warehouse.schema import Event, SyncState, Ticket, UnknownStatus
+from connectors.base import EVENT_COLUMNS, TICKET_COLUMNS
+
+__all__ = ["read_events_frame", "read_sync_states", "read_tickets_frame", "read_unknown_statuses"]
+
+_TICKET_TIMES = ("created_at", "updated_at", "resolved_at", "closed_at", "due_at", "loaded_at")
+
+
+def _frame(conn: Connection, stmt: Select[Any], times: tuple[str, ...]) -> pd.DataFrame:
+    result = conn.execute(stmt.execution_options(yield_per=50_000))
+    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    for col in times:
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").astype(
+            "datetime64[us, UTC]"
+        )
+    return frame
+
+
+def read_tickets_frame(conn: Connection, *, source: str | None = None) -> pd.DataFrame:
+    """All tickets (of one source when given) with the canonical columns plus ``loaded_at``."""
+    cols = [getattr(Ticket, c) for c in (*TICKET_COLUMNS, "loaded_at")]
+    stmt = select(*cols).order_by(Ticket.source, Ticket.external_id)
+    if source is not None:
+        stmt = stmt.where(Ticket.source == source)
+    frame = _frame(conn, stmt, _TICKET_TIMES)
+    for col in ("priority", "reassignment_count", "reopen_count"):
+        frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def read_events_frame(conn: Connection, *, source: str | None = None) -> pd.DataFrame:
+    """All events (of one source when given), ordered by ticket, time and sequence."""
+    cols = [getattr(Event, c) for c in EVENT_COLUMNS]
+    stmt = select(*cols).order_by(Event.source, Event.ticket_id, Event.occurred_at, Event.seq)
+    if source is not None:
+        stmt = stmt.where(Event.source == source)
+    frame = _frame(conn, stmt, ("occurred_at",))
+    frame["seq"] = frame["seq"].astype("int64")
+    return frame
+
+
+def read_sync_states(conn: Connection) -> list[dict[str, Any]]:
+    """One dict per source that has run."""
+    rows = conn.execute(select(SyncState).order_by(SyncState.source)).mappings()
+    return [dict(r) for r in rows]
+
+
+def read_unknown_statuses(conn: Connection, *, source: str | None = None) -> list[dict[str, Any]]:
+    stmt = select(UnknownStatus).order_by(UnknownStatus.source, UnknownStatus.raw_status)
+    if source is not None:
+        stmt = stmt.where(UnknownStatus.source == source)
+    return [dict(r) for r in conn.execute(stmt).mappings()]

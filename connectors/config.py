@@ -1,0 +1,131 @@
+"""Per-source configuration models (one ``[[sources]]`` table in ticketflow.toml each).
+
+``kind`` selects the model. Secrets are never written inline: a source names the environment
+variable (``password_env``) or the file (``password_file``) that holds them, and the resolved
+value is a ``SecretStr`` that never prints.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from connectors.base import LifecycleState, TicketType
+
+__all__ = [
+    "EventLogFormat",
+    "EventLogSourceConfig",
+    "HttpSourceConfig",
+    "ServiceNowSourceConfig",
+    "SourceConfig",
+    "SourceConfigBase",
+    "TopdeskSourceConfig",
+]
+
+_SECRET_KEYS = ("password", "token", "api_key", "secret", "client_secret")
+
+
+class SourceConfigBase(BaseModel):
+    """Keys every source has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: str
+    enabled: bool = True
+    status_map: dict[str, LifecycleState] = Field(default_factory=dict)
+    """raw status -> lifecycle state; extends and overrides the tool's defaults"""
+    unknown_status: LifecycleState = LifecycleState.IN_PROGRESS
+    """the state a raw status the map does not know is mapped to (and reported)"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _SECRET_KEYS:
+                if key in data:
+                    raise ValueError(
+                        f"`{key}` must not be written in the config file: "
+                        f"use `{key}_env` (an environment variable) or `{key}_file`"
+                    )
+        return data
+
+
+class HttpSourceConfig(SourceConfigBase):
+    """A helpdesk reached over HTTP with Basic auth."""
+
+    base_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+")]
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    page_size: int = Field(default=100, ge=1, le=10_000)
+
+    def password(self) -> SecretStr | None:
+        """The secret from the named environment variable or file, None if neither is set.
+
+        Raises:
+            ValueError: the named variable is unset or the file is unreadable.
+        """
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ValueError(
+                    f"source `{self.name}`: environment variable `{self.password_env}` "
+                    "(password_env) is not set"
+                )
+            return SecretStr(value)
+        if self.password_file:
+            try:
+                return SecretStr(self.password_file.read_text().strip())
+            except OSError as e:
+                raise ValueError(
+                    f"source `{self.name}`: cannot read password_file `{self.password_file}`: "
+                    f"{e.strerror}"
+                ) from e
+        return None
+
+
+class TopdeskSourceConfig(HttpSourceConfig):
+    kind: Literal["topdesk"]
+
+
+class ServiceNowSourceConfig(HttpSourceConfig):
+    kind: Literal["servicenow"]
+    table: str = "incident"
+
+
+EventLogFormat = Literal["bpic2013", "bpic2014", "helpdesk", "csv"]
+
+
+class EventLogSourceConfig(SourceConfigBase):
+    """An exported event log (see docs/eventlog.md)."""
+
+    kind: Literal["eventlog"]
+    format: EventLogFormat = "csv"
+    path: Path | None = None
+    """the file ``ticketflow import-log`` reads when no PATH is given"""
+    ticket_type: TicketType | None = None
+    """the type of every ticket in the log; the format's default when unset"""
+    timezone: str | None = None
+    """zone of naive timestamps (IANA name); the format's default when unset"""
+    columns: dict[str, str] = Field(default_factory=dict)
+    """csv format: canonical name -> column in the file (see docs/eventlog.md)"""
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    time_format: str | None = None
+    """csv format: strptime format of the time column; ISO 8601 when unset"""
+    system_users: list[str] | None = None
+    """actors that are the tool itself, never an assignee; the format's default when unset"""
+    cases_path: Path | None = None
+    """bpic2014: the case table; found beside the activity file when unset"""
+    url_template: str | None = None
+    """link to a ticket in its own tool, e.g. ``https://tool/ticket/{external_id}``"""
+
+
+SourceConfig = Annotated[
+    TopdeskSourceConfig | ServiceNowSourceConfig | EventLogSourceConfig,
+    Field(discriminator="kind"),
+]
