@@ -15,6 +15,8 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    # our SQLite connections BEGIN explicitly (app.warehouse.engine), so DDL is transactional
+    transactional_ddl=True,
 )
 with context.begin_transaction():
     context.run_migrations()

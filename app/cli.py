@@ -1,0 +1,257 @@
+"""The ``ticketflow`` command line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.errors import ConfigError, TicketflowError
+from app.importer import ImportSummary, import_log
+from app.logs import configure_logging
+from app.settings import Settings, load_settings
+from app.warehouse import (
+    current_revision,
+    head_revision,
+    make_engine,
+    read_sync_states,
+    read_unknown_statuses,
+    upgrade,
+)
+from connectors.base import TicketType
+from connectors.errors import ConnectorError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="ticketflow",
+    help="Ticket-flow analytics for IT service desks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Warehouse schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+class _State:
+    config: Path | None = None
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML config file (default: $TICKETFLOW_CONFIG, else ./ticketflow.toml).",
+        ),
+    ] = None,
+) -> None:
+    _State.config = config
+
+
+def _settings() -> Settings:
+    settings = load_settings(_State.config)
+    configure_logging(settings.logging.level, settings.logging.format)
+    return settings
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[object]:
+    """A rich progress bar on a terminal; None (logs only) otherwise."""
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        yield bar
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the warehouse migrations (also done on first use of an empty database)."""
+    settings = _settings()
+    engine = make_engine(settings.warehouse.url, ensure=False)
+    upgrade(engine)
+    out.print(f"warehouse at revision {current_revision(engine)} ({engine.url!r})")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the warehouse's schema revision and the one this version needs."""
+    settings = _settings()
+    engine = make_engine(settings.warehouse.url, ensure=False)
+    out.print(f"database: {current_revision(engine) or 'empty'}; code: {head_revision()}")
+
+
+@app.command("import-log")
+def import_log_command(
+    path: Annotated[
+        Path | None, typer.Argument(help="The log file (.csv or .csv.gz).", show_default=False)
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="bpic2013, bpic2014, helpdesk or csv."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", "-s", help="Source name (configured or new; default: file name)."),
+    ] = None,
+    ticket_type: Annotated[
+        TicketType | None, typer.Option("--ticket-type", help="Type of every ticket in the log.")
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", help="IANA zone of naive timestamps.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Import nothing if any row cannot be read.")
+    ] = False,
+) -> None:
+    """Import an exported event log into the warehouse, then print a summary."""
+    settings = _settings()
+    with _progress_bar(sys.stderr.isatty()) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if bar is None:
+                return
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)  # type: ignore[attr-defined]
+            bar.update(tasks[phase], completed=done)  # type: ignore[attr-defined]
+
+        summary = import_log(
+            settings,
+            path=path,
+            fmt=fmt,
+            source=source,
+            strict=strict,
+            overrides={"ticket_type": ticket_type, "timezone": timezone},
+            progress=progress,
+        )
+    print_summary(summary)
+
+
+def print_summary(summary: ImportSummary) -> None:
+    """The end-of-run summary: tickets, events, unknown statuses, skipped rows."""
+    t = summary.tickets
+    table = Table(title=f"import of {summary.path.name} into source `{summary.source}`")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_column("detail")
+    table.add_row("rows read", f"{summary.rows_read:,}", f"format {summary.format}")
+    table.add_row(
+        "tickets",
+        f"{t.total:,}",
+        f"{t.inserted:,} new, {t.updated:,} changed, {t.unchanged:,} unchanged",
+    )
+    table.add_row(
+        "events",
+        f"{summary.events_read:,}",
+        f"{summary.events_inserted:,} new, "
+        f"{summary.events_read - summary.events_inserted:,} already stored",
+    )
+    unknown = sum(summary.unknown_statuses.values())
+    table.add_row(
+        "unknown statuses",
+        f"{len(summary.unknown_statuses):,}",
+        ", ".join(f"{k!r} x{v}" for k, v in summary.unknown_statuses.items())
+        + (f" -> mapped to {summary.unknown_mapped_to}" if unknown else ""),
+    )
+    if summary.unknown_activities:
+        table.add_row(
+            "unknown activities",
+            f"{len(summary.unknown_activities):,}",
+            ", ".join(f"{k!r} x{v}" for k, v in summary.unknown_activities.items()),
+        )
+    table.add_row(
+        "skipped rows",
+        f"{len(summary.skipped):,}",
+        "; ".join(f"{reason} x{n}" for reason, n in summary.skipped_by_reason().items()),
+    )
+    for note, n in summary.notes.items():
+        table.add_row("note", f"{n:,}", note)
+    table.add_row("time", f"{summary.seconds:.1f} s", "")
+    out.print(table)
+    for row in summary.skipped[:10]:
+        out.print(f"  skipped line {row.line}: {row.reason}")
+    if len(summary.skipped) > 10:
+        out.print(f"  ... and {len(summary.skipped) - 10} more")
+
+
+@app.command("sources")
+def sources_command() -> None:
+    """Show each source: configured kind, last run, counts, last error, unknown statuses."""
+    settings = _settings()
+    engine = make_engine(settings.warehouse.url)
+    with engine.connect() as conn:
+        states = {s["source"]: s for s in read_sync_states(conn)}
+        unknown = read_unknown_statuses(conn)
+    configured = {s.name: s.kind for s in settings.sources}
+    table = Table(title="sources")
+    for col in ("source", "kind", "last run", "status", "tickets", "events", "skipped", "error"):
+        table.add_column(col)
+    for name in sorted(set(configured) | set(states)):
+        st = states.get(name, {})
+        run = st.get("last_run_at")
+        table.add_row(
+            name + ("" if name in configured else " (not in config)"),
+            configured.get(name) or st.get("kind", ""),
+            run.strftime("%Y-%m-%d %H:%M:%S UTC") if run else "never",
+            st.get("last_status") or "",
+            str(st.get("tickets_seen", "")),
+            str(st.get("events_inserted", "")),
+            str(st.get("rows_skipped", "")),
+            (st.get("last_error") or "")[:120],
+        )
+    out.print(table)
+    if unknown:
+        out.print("unknown statuses (kept raw, mapped to the fallback; add them to status_map):")
+        for u in unknown:
+            out.print(
+                f"  {u['source']}: {u['raw_status']!r} -> {u['mapped_to']} "
+                f"({u['last_count']} rows in the last run)"
+            )
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning our errors into a message and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except ConfigError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(2)
+    except (TicketflowError, ConnectorError) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(1)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
