@@ -103,7 +103,9 @@ def resolve_log_source(
         data = configured.model_dump(exclude_unset=True) | updates
     else:
         if fmt is None:
-            raise ConfigError([("--format", f"required for an unconfigured source; one of {', '.join(FORMATS)}")])
+            raise ConfigError(
+                [("--format", f"required for an unconfigured source; one of {', '.join(FORMATS)}")]
+            )
         data = {"name": source or _default_source_name(path), "kind": "eventlog", **updates}
     try:
         return EventLogSourceConfig.model_validate(data), path
@@ -256,5 +258,3 @@ def import_log(
         unknown_mapped_to=config.unknown_status.value,
         seconds=time.perf_counter() - started,
     )
-
-

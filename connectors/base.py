@@ -233,7 +233,7 @@ def derived_event_keys(events: pd.DataFrame) -> pd.Series:
         events["old_value"].fillna("\x00").astype(str),
         events["new_value"].fillna("\x00").astype(str),
     )
-    joined = parts[0].str.cat(list(parts[1:]), sep="\x1f")
-    return joined.map(lambda s: hashlib.blake2b(s.encode(), digest_size=16).hexdigest()).astype(
-        object
-    )
+    others: Any = list(parts[1:])  # pandas-stubs only admit str lists here
+    joined: pd.Series = parts[0].str.cat(others, sep="\x1f")
+    keys: pd.Series = joined.map(lambda s: hashlib.blake2b(s.encode(), digest_size=16).hexdigest())
+    return keys.astype(object)

@@ -84,6 +84,6 @@ def utc_strings(values: pd.Series, *, dialect: str) -> np.ndarray:
     text = np.datetime_as_string(raw, unit="us")
     if dialect == "postgresql":
         text = np.char.add(text, "Z")
-    out = text.astype(object)
+    out: np.ndarray = text.astype(object)
     out[stamps.isna().to_numpy()] = None
     return out

@@ -123,7 +123,7 @@ def test_failed_transaction_writes_nothing(engine: Engine) -> None:
         upsert_tickets(conn, tickets_frame([_ticket("keep")]), now=NOW)
     bad = tickets_frame([_ticket("new")])
     bad.loc[0, "state"] = "not-a-state"  # violates the check constraint
-    with pytest.raises(Exception, match="(?i)check"), engine.begin() as conn:
+    with pytest.raises(Exception, match=r"(?i)check"), engine.begin() as conn:
         upsert_tickets(conn, tickets_frame([_ticket("also-new")]), now=NOW)
         upsert_tickets(conn, bad, now=NOW)
     with engine.connect() as conn:
