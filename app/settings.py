@@ -10,11 +10,20 @@ Precedence, highest first: environment (``TICKETFLOW_WAREHOUSE_URL``, or any key
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,7 +34,14 @@ from pydantic_settings import (
 from app.errors import ConfigError
 from connectors.config import SourceConfig
 
-__all__ = ["DEFAULT_CONFIG_FILE", "Settings", "WarehouseSettings", "load_settings"]
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ApiKeySettings",
+    "ApiSettings",
+    "Settings",
+    "WarehouseSettings",
+    "load_settings",
+]
 
 DEFAULT_CONFIG_FILE = Path("ticketflow.toml")
 KNOWN_KINDS = ("eventlog", "servicenow", "topdesk")
@@ -55,6 +71,153 @@ class LoggingSettings(BaseModel):
     """auto: readable text on a terminal, JSON lines otherwise"""
 
 
+def _read_secret(*, owner: str, env: str | None, file: Path | None) -> SecretStr | None:
+    """A secret from the named environment variable or file; None when neither is named.
+
+    Raises:
+        ValueError: the variable is unset or the file unreadable; the message names the
+            variable or file, never the value.
+    """
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(f"{owner}: environment variable `{env}` is not set")
+        return SecretStr(value.strip())
+    if file:
+        try:
+            return SecretStr(file.read_text().strip())
+        except OSError as e:
+            raise ValueError(f"{owner}: cannot read `{file}`: {e.strerror}") from e
+    return None
+
+
+ApiScope = Literal["read", "admin"]
+# a CSP source expression we accept for frame-ancestors: keywords or a scheme://host[:port]
+_FRAME_SOURCE = re.compile(r"^('self'|'none'|https?://(\*\.)?[A-Za-z0-9.\-]+(:\d{1,5})?)$")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$")
+
+
+class ApiKeySettings(BaseModel):
+    """One API key: a name for logs, its scopes, and where the key itself is read from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    scopes: list[ApiScope] = Field(min_length=1)
+    """read: the API, charts and dashboard; admin: embed tokens and /metrics (not implied)"""
+    key_env: str | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "key" in data:
+            raise ValueError(
+                "`key` must not be written in the config file: "
+                "use `key_env` (an environment variable) or `key_file`"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _one_location(self) -> ApiKeySettings:
+        if (self.key_env is None) == (self.key_file is None):
+            raise ValueError(f"api key `{self.name}`: set exactly one of key_env, key_file")
+        return self
+
+    def key(self) -> SecretStr:
+        """The key itself.
+
+        Raises:
+            ValueError: the variable is unset, the file unreadable, or the key too short.
+        """
+        owner = f"api key `{self.name}`"
+        secret = _read_secret(owner=owner, env=self.key_env, file=self.key_file)
+        assert secret is not None  # _one_location guarantees a location
+        if len(secret.get_secret_value()) < 32:
+            raise ValueError(f"{owner}: the key must be at least 32 characters long")
+        return secret
+
+
+class ApiSettings(BaseModel):
+    """``[api]``: the HTTP server, its keys, embeds, CORS and caching."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    keys: list[ApiKeySettings] = Field(default_factory=list)
+    public_read: bool = False
+    """closed intranets only: every read route (API, charts, dashboard) answers without a key"""
+    embed_key_env: str | None = None
+    """environment variable holding the key that signs embed tokens (>= 32 characters)"""
+    embed_key_file: Path | None = None
+    embed_token_max_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    """the longest lifetime an embed token may be given"""
+    frame_ancestors: list[str] = Field(default_factory=lambda: ["'self'"])
+    """origins allowed to show charts in an iframe (CSP frame-ancestors)"""
+    cors_origins: list[str] = Field(default_factory=list)
+    """origins whose scripts may call the API from a browser; none by default"""
+    cache_seconds: float = Field(default=300.0, ge=0)
+    """analytics are recomputed at the latest this long after the last computation"""
+    change_check_seconds: float = Field(default=10.0, ge=0)
+    """how often the warehouse is checked for changes (a change drops cached analytics)"""
+    max_page_size: int = Field(default=500, ge=1, le=10_000)
+    csv_max_rows: int = Field(default=200_000, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_embed_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "embed_key" in data:
+            raise ValueError(
+                "`embed_key` must not be written in the config file: "
+                "use `embed_key_env` (an environment variable) or `embed_key_file`"
+            )
+        return data
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _frame_sources(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if not _FRAME_SOURCE.match(v)]
+        if bad:
+            raise ValueError(
+                f"not a frame-ancestors source: {', '.join(map(repr, bad))} "
+                "(use 'self', 'none' or https://host[:port])"
+            )
+        return values
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if not _ORIGIN.match(v)]
+        if bad:
+            raise ValueError(
+                f"not an origin: {', '.join(map(repr, bad))} (use https://host[:port]; no '*')"
+            )
+        return values
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_key_names(cls, keys: list[ApiKeySettings]) -> list[ApiKeySettings]:
+        names = [k.name for k in keys]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"api key names must be unique; repeated: {', '.join(dupes)}")
+        return keys
+
+    def embed_key(self) -> SecretStr | None:
+        """The embed-token signing key, None when none is configured.
+
+        Raises:
+            ValueError: the variable is unset, the file unreadable, or the key too short.
+        """
+        secret = _read_secret(
+            owner="api embed key", env=self.embed_key_env, file=self.embed_key_file
+        )
+        if secret is not None and len(secret.get_secret_value()) < 32:
+            raise ValueError("api embed key: the key must be at least 32 characters long")
+        return secret
+
+
 class _LegacyWarehouseUrlSource(PydanticBaseSettingsSource):
     """``TICKETFLOW_WAREHOUSE_URL`` as a shorthand for ``TICKETFLOW_WAREHOUSE__URL``."""
 
@@ -74,6 +237,7 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @field_validator("sources")
     @classmethod
