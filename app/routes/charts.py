@@ -1,0 +1,156 @@
+"""``/charts``: Plotly figures as embeddable HTML pages and as figure JSON.
+
+``/charts/<name>`` is a self-contained page made for an ``<iframe>``; ``/charts/<name>.json`` is
+the figure itself. Both take the API's filters, and a read key, an embed token (``?token=``)
+that opens the chart, or public-read mode.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
+
+from app.cache import AnalyticsCache, Cached
+from app.charts import CHARTS, PLOTLY_VERSION, ChartSpec, figure_json, page_environment
+from app.deps import (
+    BearerHeader,
+    CacheDep,
+    Filters,
+    FiltersDep,
+    KeyHeader,
+    ReadAccess,
+    SettingsDep,
+    chart_access,
+)
+from app.errors import NotFoundError
+from app.routes._analyses import analysis_result
+from app.security import page_csp
+from app.settings import Settings
+
+router = APIRouter(prefix="/charts", tags=["charts"])
+
+TokenParam = Annotated[
+    str | None,
+    Query(max_length=4096, description="an embed token (for iframes, which cannot send headers)"),
+]
+
+
+def _version() -> str:
+    try:
+        return version("ticketflow")
+    except PackageNotFoundError:
+        return "dev"
+
+
+class ChartInfo(BaseModel):
+    name: str
+    title: str
+    description: str
+    page: str
+    figure: str
+
+
+def _spec(name: str) -> ChartSpec:
+    spec = CHARTS.get(name)
+    if spec is None:
+        known = ", ".join(sorted(CHARTS)) or "none yet"
+        raise NotFoundError(f"chart `{name}` (known: {known})")
+    return spec
+
+
+def chart_figure(
+    cache: AnalyticsCache, settings: Settings, spec: ChartSpec, filters: Filters
+) -> Cached[tuple[str, str]]:
+    """(figure JSON, as_of) for a chart and filters, cached until the analysis changes."""
+
+    def compute(_snapshot: object, _now: object) -> tuple[str, str]:
+        result = analysis_result(cache, settings, spec.analysis)
+        frame = filters.apply(result.value)
+        figure = spec.build(frame, result.as_of, spec.title)
+        return figure_json(figure), result.as_of.isoformat(timespec="seconds")
+
+    return cache.get(("chart", spec.name, filters.key()), compute)
+
+
+@router.get("", response_model=list[ChartInfo], summary="The charts this server draws")
+def list_charts(_caller: ReadAccess) -> list[ChartInfo]:
+    """Every chart with its title and paths."""
+    return [
+        ChartInfo(
+            name=s.name,
+            title=s.title,
+            description=s.description,
+            page=f"/charts/{s.name}",
+            figure=f"/charts/{s.name}.json",
+        )
+        for s in CHARTS.values()
+    ]
+
+
+@router.get(
+    "/{name}.json",
+    summary="A chart's Plotly figure JSON",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}, 404: {"description": "no such chart"}},
+)
+def chart_json(
+    name: str,
+    request: Request,
+    cache: CacheDep,
+    settings: SettingsDep,
+    filters: FiltersDep,
+    key: KeyHeader,
+    bearer: BearerHeader,
+    token: TokenParam = None,
+) -> Response:
+    """The figure (``data`` and ``layout``) to draw with ``Plotly.newPlot``."""
+    spec = _spec(name)
+    caller = chart_access(request, name, token=token, key=key, bearer=bearer)
+    figure = chart_figure(cache, settings, spec, filters.pinned(caller))
+    return Response(figure.value[0], media_type="application/json")
+
+
+@router.get(
+    "/{name}",
+    summary="A chart as an embeddable HTML page",
+    response_class=HTMLResponse,
+    responses={404: {"description": "no such chart"}},
+)
+def chart_page(
+    name: str,
+    request: Request,
+    cache: CacheDep,
+    settings: SettingsDep,
+    filters: FiltersDep,
+    key: KeyHeader,
+    bearer: BearerHeader,
+    token: TokenParam = None,
+) -> HTMLResponse:
+    """A page for an ``<iframe>``: plotly.js from this server, CSP frame-ancestors allow-list."""
+    spec = _spec(name)
+    caller = chart_access(request, name, token=token, key=key, bearer=bearer)
+    figure = chart_figure(cache, settings, spec, filters.pinned(caller))
+    page = (
+        page_environment()
+        .get_template("chart.html")
+        .render(
+            name=spec.name,
+            title=spec.title,
+            figure=figure.value[0],
+            as_of=figure.value[1],
+            base=request.scope.get("root_path", ""),
+            version=_version(),
+            plotly_version=PLOTLY_VERSION,
+        )
+    )
+    return HTMLResponse(
+        page,
+        headers={
+            "Content-Security-Policy": page_csp(settings.api.frame_ancestors),
+            "Cache-Control": "private, max-age=60",
+        },
+    )
