@@ -231,6 +231,53 @@ def sources_command() -> None:
             )
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on (default: api.host).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port to listen on (default: api.port).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes (each has its own cache).")
+    ] = 1,
+) -> None:
+    """Run the REST API, the charts and the dashboard (uvicorn)."""
+    import os
+
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings()
+    bind_host, bind_port = host or settings.api.host, port or settings.api.port
+    # access_log off: the app logs each request itself, without the query string (tokens);
+    # log_config None keeps ticketflow's logging set-up
+    if workers > 1:
+        if _State.config is not None:
+            os.environ["TICKETFLOW_CONFIG"] = str(_State.config)
+        uvicorn.run(
+            "app.main:create_app_from_environment",
+            factory=True,
+            workers=workers,
+            host=bind_host,
+            port=bind_port,
+            access_log=False,
+            log_config=None,
+            server_header=False,
+        )
+    else:
+        uvicorn.run(
+            create_app(settings),
+            host=bind_host,
+            port=bind_port,
+            access_log=False,
+            log_config=None,
+            server_header=False,
+        )
+
+
 def main() -> None:
     """Entry point: run the CLI, turning our errors into a message and an exit code."""
     try:
