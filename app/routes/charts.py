@@ -108,8 +108,8 @@ def chart_json(
     token: TokenParam = None,
 ) -> Response:
     """The figure (``data`` and ``layout``) to draw with ``Plotly.newPlot``."""
-    spec = _spec(name)
     caller = chart_access(request, name, token=token, key=key, bearer=bearer)
+    spec = _spec(name)
     figure = chart_figure(cache, settings, spec, filters.pinned(caller))
     return Response(figure.value[0], media_type="application/json")
 
@@ -131,8 +131,8 @@ def chart_page(
     token: TokenParam = None,
 ) -> HTMLResponse:
     """A page for an ``<iframe>``: plotly.js from this server, CSP frame-ancestors allow-list."""
-    spec = _spec(name)
     caller = chart_access(request, name, token=token, key=key, bearer=bearer)
+    spec = _spec(name)
     figure = chart_figure(cache, settings, spec, filters.pinned(caller))
     page = (
         page_environment()

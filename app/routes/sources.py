@@ -48,9 +48,9 @@ def list_sources(
             ).group_by(Ticket.source)
         )
     }
-    events = dict(
-        conn.execute(select(Event.source, func.count()).group_by(Event.source)).tuples().all()
-    )
+    events: dict[str, int] = {
+        r[0]: r[1] for r in conn.execute(select(Event.source, func.count()).group_by(Event.source))
+    }
     states = {s["source"]: s for s in read_sync_states(conn)}
     unknown: dict[str, list[UnknownStatusRead]] = {}
     for u in read_unknown_statuses(conn):
