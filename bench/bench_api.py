@@ -1,0 +1,343 @@
+"""Load benchmark of the HTTP API on loopback (not a test).
+
+Builds (or reuses) a synthetic warehouse of N tickets with their event histories, starts
+``ticketflow``'s app under uvicorn in a subprocess on 127.0.0.1, warms the analytics cache once,
+then runs a closed-loop load generator (C concurrent keep-alive connections, each sending its
+next request as soon as the last one answered) against each endpoint for a fixed time, and
+reports p50/p95/p99/max latency, requests per second and errors.
+
+    .venv/bin/python -m bench.bench_api                     # 100,000 tickets, 50 connections
+    .venv/bin/python -m bench.bench_api --tickets 20000 --seconds 5 --connections 20
+
+Only loopback is ever contacted; every loop is bounded by time and request count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from app.warehouse import insert_events, make_engine, upsert_tickets
+from connectors.base import EVENT_COLUMNS, TICKET_COLUMNS, derived_event_keys
+
+REPO = Path(__file__).resolve().parents[1]
+ENDPOINTS = ("/api/v1/stale", "/charts/aging.json")
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+STATES_OPEN = ("new", "in_progress", "waiting_customer", "waiting_supplier", "waiting_other")
+
+
+def synthetic_frames(n: int, *, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """n tickets over two years, 25 teams, 300 operators, and 3-9 events each.
+
+    Realistic shapes: arrivals uniform over working hours, lognormal resolution times (median
+    about two days, long tail), 12 % still open, priorities skewed towards P3/P4, a fifth of
+    tickets reassigned once or more.
+    """
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp(NOW - timedelta(days=730))
+    created = start + pd.to_timedelta(rng.uniform(0, 730 * 86400, n), unit="s")
+    created = created.sort_values()
+    teams = np.array([f"Team {i:02d}" for i in range(25)], dtype=object)
+    team = teams[rng.zipf(1.6, n) % 25]
+    operators = np.array([f"op{i:03d}" for i in range(300)], dtype=object)
+    assignee = operators[(rng.integers(0, 12, n) + np.searchsorted(teams, team) * 12) % 300]
+    priority = rng.choice([1, 2, 3, 4, 5], n, p=[0.03, 0.12, 0.45, 0.3, 0.1])
+    duration = pd.to_timedelta(rng.lognormal(np.log(2 * 86400), 1.3, n), unit="s")
+    resolved = created + duration
+    is_open = (resolved > pd.Timestamp(NOW)) | (rng.random(n) < 0.12)
+    state = np.where(is_open, rng.choice(STATES_OPEN, n, p=[0.2, 0.45, 0.2, 0.1, 0.05]), "closed")
+    resolved_at = pd.Series(resolved).where(~is_open)
+    ids = np.char.add("S", np.arange(n).astype(str)).astype(object)
+    last_touch = np.minimum(
+        (created + duration * rng.uniform(0.2, 1.0, n)).values,
+        np.datetime64(NOW.replace(tzinfo=None)),
+    )
+    tickets = pd.DataFrame(
+        {
+            "source": "synthetic",
+            "external_id": ids,
+            "number": ids,
+            "title": [f"Synthetic call {i}" for i in range(n)],
+            "type": "incident",
+            "raw_status": state,
+            "state": state,
+            "priority_raw": [f"P{p}" for p in priority],
+            "priority": pd.array(priority, dtype="Int64"),
+            "category": rng.choice(["hardware", "software", "access", "network"], n),
+            "team": team,
+            "assignee": assignee,
+            "requester": None,
+            "created_at": pd.DatetimeIndex(created).tz_convert("UTC"),
+            "updated_at": pd.DatetimeIndex(last_touch).tz_localize("UTC"),
+            "resolved_at": resolved_at.values,
+            "closed_at": resolved_at.values,
+            "due_at": pd.NaT,
+            "reassignment_count": pd.array(rng.poisson(0.3, n), dtype="Int64"),
+            "reopen_count": pd.array(np.zeros(n, dtype=int), dtype="Int64"),
+            "url": [f"https://desk.example.org/ticket/{i}" for i in ids],
+            "raw": None,
+        },
+        columns=list(TICKET_COLUMNS),
+    )
+    for col in ("resolved_at", "closed_at", "due_at"):
+        tickets[col] = pd.to_datetime(tickets[col], utc=True)
+    events = _synthetic_events(tickets, rng)
+    return tickets, events
+
+
+def _synthetic_events(tickets: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """team set, assignment, in progress, waits, resolution: a plausible history per ticket."""
+    rows: list[pd.DataFrame] = []
+    created = tickets["created_at"]
+    end = tickets["resolved_at"].fillna(tickets["updated_at"])
+    span = (end - created).dt.total_seconds().clip(lower=60)
+
+    def add(
+        mask: np.ndarray, share: np.ndarray | float, field: str, old: object, new: object
+    ) -> None:
+        sel = tickets[mask]
+        at = created[mask] + pd.to_timedelta(
+            span[mask] * share if np.ndim(share) == 0 else span[mask] * share[mask], unit="s"
+        )
+        rows.append(
+            pd.DataFrame(
+                {
+                    "source": sel["source"],
+                    "ticket_id": sel["external_id"],
+                    "occurred_at": at,
+                    "seq": 0,
+                    "field": field,
+                    "old_value": old if np.ndim(old) == 0 else np.asarray(old)[mask],
+                    "new_value": new if np.ndim(new) == 0 else np.asarray(new)[mask],
+                    "actor": sel["assignee"],
+                    "origin": "history",
+                }
+            )
+        )
+
+    n = len(tickets)
+    everyone = np.ones(n, dtype=bool)
+    add(everyone, 0.0, "state", None, "new")
+    add(everyone, 0.001, "team", None, tickets["team"].to_numpy())
+    add(everyone, 0.05, "assignee", None, tickets["assignee"].to_numpy())
+    started = tickets["state"].to_numpy() != "new"
+    add(started, 0.1, "state", "new", "in_progress")
+    waited = started & (rng.random(n) < 0.35)
+    add(waited, 0.3, "state", "in_progress", "waiting_customer")
+    add(waited, 0.3, "customer_update", None, "mail")
+    add(waited, 0.6, "state", "waiting_customer", "in_progress")
+    bounced = started & (rng.random(n) < 0.08)
+    add(bounced, 0.2, "team", tickets["team"].to_numpy(), "Team 99")
+    add(bounced, 0.4, "team", "Team 99", tickets["team"].to_numpy())
+    done = tickets["state"].to_numpy() == "closed"
+    add(done, 1.0, "state", "in_progress", "closed")
+    still = ~done & started & (tickets["state"].to_numpy() != "in_progress")
+    add(still, 0.9, "state", "in_progress", tickets["state"].to_numpy())
+    events = pd.concat(rows, ignore_index=True)
+    events["occurred_at"] = pd.to_datetime(events["occurred_at"], utc=True)
+    events["seq"] = events.groupby(["ticket_id", "occurred_at"]).cumcount().astype("int64")
+    events["event_key"] = derived_event_keys(events)
+    return events[list(EVENT_COLUMNS)]
+
+
+def build_warehouse(url: str, n: int) -> float:
+    """Fill an empty warehouse with n synthetic tickets; returns seconds taken."""
+    started = time.perf_counter()
+    tickets, events = synthetic_frames(n)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        upsert_tickets(conn, tickets, now=NOW)
+        insert_events(conn, events, now=NOW)
+    engine.dispose()
+    print(f"warehouse: {len(tickets):,} tickets, {len(events):,} events", file=sys.stderr)
+    return time.perf_counter() - started
+
+
+@dataclass
+class Figures:
+    endpoint: str
+    connections: int
+    seconds: float
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    cold_ms: float
+
+
+async def _load(
+    base: str, path: str, headers: dict[str, str], connections: int, seconds: float, cap: int
+) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, limits=limits, timeout=30
+    ) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline and len(latencies) + errors < cap:
+                t0 = time.perf_counter()
+                try:
+                    response = await client.get(path)
+                    await response.aread()
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    return latencies, errors, elapsed
+
+
+def _pct(sorted_ms: list[float], p: float) -> float:
+    if not sorted_ms:
+        return float("nan")
+    return sorted_ms[min(len(sorted_ms) - 1, int(np.ceil(p * len(sorted_ms))) - 1)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(url: str, key: str, port: int, workers: int, cwd: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TICKETFLOW_WAREHOUSE__URL": url,
+        "TICKETFLOW_API__KEYS": json.dumps(
+            [{"name": "bench", "scopes": ["read"], "key_env": "TICKETFLOW_BENCH_KEY"}]
+        ),
+        "TICKETFLOW_BENCH_KEY": key,
+        "TICKETFLOW_LOGGING__LEVEL": "WARNING",
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("TICKETFLOW_CONFIG", None)  # settings from the environment above only
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:create_app_from_environment",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--workers",
+        str(workers),
+    ]
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd)  # cwd: no ./ticketflow.toml
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the server did not start within 60 s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tickets", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=15.0, help="per endpoint")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="per endpoint")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--url", help="an existing warehouse to use instead of a new one")
+    parser.add_argument("--endpoint", action="append", help=f"default: {', '.join(ENDPOINTS)}")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp:
+        url = args.url or f"sqlite:///{tmp}/bench.db"
+        if not args.url:
+            print(f"built in {build_warehouse(url, args.tickets):.1f} s", file=sys.stderr)
+        key = secrets.token_urlsafe(32)
+        port = _free_port()
+        server = _start_server(url, key, port, args.workers, tmp)
+        base = f"http://127.0.0.1:{port}"
+        headers = {"X-API-Key": key}
+        results: list[Figures] = []
+        try:
+            for path in args.endpoint or ENDPOINTS:
+                t0 = time.perf_counter()
+                cold = httpx.get(base + path, headers=headers, timeout=300)
+                cold_ms = (time.perf_counter() - t0) * 1000
+                if cold.status_code != 200:
+                    print(f"{path}: {cold.status_code} {cold.text[:200]}", file=sys.stderr)
+                    return 1
+                lat, errors, elapsed = asyncio.run(
+                    _load(base, path, headers, args.connections, args.seconds, args.max_requests)
+                )
+                ms = sorted(x * 1000 for x in lat)
+                results.append(
+                    Figures(
+                        endpoint=path,
+                        connections=args.connections,
+                        seconds=round(elapsed, 2),
+                        requests=len(ms),
+                        errors=errors,
+                        rps=round(len(ms) / elapsed, 1),
+                        p50_ms=round(statistics.median(ms), 2) if ms else float("nan"),
+                        p95_ms=round(_pct(ms, 0.95), 2),
+                        p99_ms=round(_pct(ms, 0.99), 2),
+                        max_ms=round(ms[-1], 2) if ms else float("nan"),
+                        cold_ms=round(cold_ms, 1),
+                    )
+                )
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+    print(
+        f"{'endpoint':<22}{'conn':>5}{'req':>8}{'err':>5}{'req/s':>9}{'p50':>8}{'p95':>8}"
+        f"{'p99':>8}{'max':>8}{'cold':>9}   (ms)"
+    )
+    for r in results:
+        print(
+            f"{r.endpoint:<22}{r.connections:>5}{r.requests:>8}{r.errors:>5}{r.rps:>9}"
+            f"{r.p50_ms:>8}{r.p95_ms:>8}{r.p99_ms:>8}{r.max_ms:>8}{r.cold_ms:>9}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 0 if all(r.errors == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
