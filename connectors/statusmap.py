@@ -35,6 +35,8 @@ DEFAULT_STATUS_MAPS: dict[str, dict[str, LifecycleState]] = {
         "Completed/Resolved": S.RESOLVED,
         "Completed/Closed": S.CLOSED,
         "Completed/Cancelled": S.CANCELLED,
+        # incidents: always between Resolved and In Progress (a reopen); problems: mid-work
+        "Unmatched/Unmatched": S.IN_PROGRESS,
     },
     # BPI Challenge 2014 (Rabobank): activity types that set a status
     "bpic2014": {
