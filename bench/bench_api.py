@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -109,13 +110,9 @@ def _synthetic_events(tickets: pd.DataFrame, rng: np.random.Generator) -> pd.Dat
     end = tickets["resolved_at"].fillna(tickets["updated_at"])
     span = (end - created).dt.total_seconds().clip(lower=60)
 
-    def add(
-        mask: np.ndarray, share: np.ndarray | float, field: str, old: object, new: object
-    ) -> None:
+    def add(mask: np.ndarray, share: float, field: str, old: Any, new: Any) -> None:
         sel = tickets[mask]
-        at = created[mask] + pd.to_timedelta(
-            span[mask] * share if np.ndim(share) == 0 else span[mask] * share[mask], unit="s"
-        )
+        at = created[mask] + pd.to_timedelta(span[mask] * share, unit="s")
         rows.append(
             pd.DataFrame(
                 {

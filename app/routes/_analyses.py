@@ -1,8 +1,14 @@
 """The analyses the API, the charts and the dashboard serve, each computed once per snapshot.
 
-An entry names an ``analytics`` function and how to call it on the warehouse snapshot. Results
-are whole-warehouse frames, cached by ``AnalyticsCache``; requests filter them afterwards
-(filtering is cheap, recomputing is not).
+An entry names an ``analytics`` function and how to call it on the warehouse frames. Two kinds:
+
+- *per-ticket* results (stale calls, blockers, aging WIP: one row per ticket) are computed once
+  on the whole warehouse; a request's filters then pick rows (cheap).
+- *aggregate* results (throughput, cumulative flow, cycle-time percentiles, time in status by
+  team) depend on which tickets are counted, so they are computed on the filtered tickets and
+  their events, once per distinct filter set.
+
+Both are cached by ``AnalyticsCache`` and dropped when the warehouse changes.
 """
 
 from __future__ import annotations
@@ -14,15 +20,21 @@ from datetime import datetime
 import pandas as pd
 
 from app.cache import AnalyticsCache, Cached, Snapshot
+from app.deps import Filters
 from app.settings import Settings
 
-__all__ = ["ANALYSES", "Analysis", "analysis_result"]
+__all__ = ["ANALYSES", "Analysis", "analysis_result", "filtered_frames", "register"]
+
+Compute = Callable[[pd.DataFrame, pd.DataFrame, datetime, Settings], pd.DataFrame]
+"""(tickets, events, now, settings) -> result frame"""
 
 
 @dataclass(frozen=True)
 class Analysis:
     name: str
-    compute: Callable[[Snapshot, datetime, Settings], pd.DataFrame]
+    compute: Compute
+    per_ticket: bool
+    """one row per ticket with the ticket's source/team/...: filter after computing"""
 
 
 ANALYSES: dict[str, Analysis] = {}
@@ -33,7 +45,36 @@ def register(analysis: Analysis) -> Analysis:
     return analysis
 
 
-def analysis_result(cache: AnalyticsCache, settings: Settings, name: str) -> Cached[pd.DataFrame]:
-    """The cached result of the analysis ``name`` for the current warehouse snapshot."""
+def filtered_frames(
+    cache: AnalyticsCache, filters: Filters
+) -> Cached[tuple[pd.DataFrame, pd.DataFrame]]:
+    """The snapshot's tickets that pass ``filters`` and the events of those tickets."""
+
+    def compute(snapshot: Snapshot, _now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+        tickets = filters.apply(snapshot.tickets)
+        if len(tickets) == len(snapshot.tickets):
+            return snapshot.tickets, snapshot.events
+        keys = pd.MultiIndex.from_frame(tickets[["source", "external_id"]])
+        event_keys = pd.MultiIndex.from_frame(snapshot.events[["source", "ticket_id"]])
+        return tickets, snapshot.events[event_keys.isin(keys)]
+
+    return cache.get(("frames", filters.key()), compute)
+
+
+def analysis_result(
+    cache: AnalyticsCache, settings: Settings, name: str, filters: Filters
+) -> Cached[pd.DataFrame]:
+    """The cached result of the analysis ``name`` for the current snapshot and ``filters``."""
     analysis = ANALYSES[name]
-    return cache.get((name,), lambda snapshot, now: analysis.compute(snapshot, now, settings))
+    if analysis.per_ticket:
+        whole = cache.get(
+            (name, None),
+            lambda s, now: analysis.compute(s.tickets, s.events, now, settings),
+        )
+        return Cached(value=filters.apply(whole.value), as_of=whole.as_of, version=whole.version)
+
+    def compute(_snapshot: Snapshot, now: datetime) -> pd.DataFrame:
+        tickets, events = filtered_frames(cache, filters).value
+        return analysis.compute(tickets, events, now, settings)
+
+    return cache.get((name, filters.key()), compute)

@@ -68,9 +68,8 @@ def chart_figure(
     """(figure JSON, as_of) for a chart and filters, cached until the analysis changes."""
 
     def compute(_snapshot: object, _now: object) -> tuple[str, str]:
-        result = analysis_result(cache, settings, spec.analysis)
-        frame = filters.apply(result.value)
-        figure = spec.build(frame, result.as_of, spec.title)
+        result = analysis_result(cache, settings, spec.analysis, filters)
+        figure = spec.build(result.value, result.as_of, spec.title)
         return figure_json(figure), result.as_of.isoformat(timespec="seconds")
 
     return cache.get(("chart", spec.name, filters.key()), compute)

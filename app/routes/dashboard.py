@@ -79,7 +79,7 @@ def dashboard(
     for table in TABLES:
         if table.analysis not in ANALYSES:
             continue
-        result = filters.apply(analysis_result(cache, settings, table.analysis).value)
+        result = analysis_result(cache, settings, table.analysis, filters).value
         if table.sort is not None and table.sort[0] in result.columns:
             result = result.sort_values(table.sort[0], ascending=table.sort[1])
         shown = result.head(table.limit)
