@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connectors.base import LifecycleState, TicketType
 
@@ -62,7 +63,32 @@ class HttpSourceConfig(SourceConfigBase):
     password_env: str | None = None
     password_file: Path | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
+    """read/write/pool timeout of every request; connecting gets at most 10 s of it"""
     page_size: int = Field(default=100, ge=1, le=10_000)
+    verify_tls: bool = True
+    """check the server's certificate (turn off only for a test server)"""
+    ca_file: Path | None = None
+    """a CA bundle for servers with an internal certificate authority"""
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    """tries per request on 5xx, timeouts and 429 (the first try included)"""
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    """first backoff before a retry; doubles each time, with full jitter"""
+    max_backoff_seconds: float = Field(default=60.0, ge=0)
+    max_retry_after_seconds: float = Field(default=300.0, ge=0)
+    """the longest ``Retry-After`` honoured; a server asking for more stops the source"""
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.username or parts.password:
+            raise ValueError(
+                "must not hold a user name or password: use `username` and `password_env` "
+                "(or `password_file`)"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query string or fragment")
+        return url.rstrip("/")
 
     def password(self) -> SecretStr | None:
         """The secret from the named environment variable or file, None if neither is set.
@@ -90,7 +116,30 @@ class HttpSourceConfig(SourceConfigBase):
 
 
 class TopdeskSourceConfig(HttpSourceConfig):
+    """A TOPdesk installation (see docs/connectors/topdesk.md).
+
+    ``base_url`` is the installation's address, e.g. ``https://acme.topdesk.net`` (a trailing
+    ``/tas/api`` is accepted); ``username`` is the operator's login name and the password is one
+    of its application passwords. ``status_map`` overrides the lifecycle state per processing
+    status name, ahead of the onHold/completed/closed flags.
+    """
+
     kind: Literal["topdesk"]
+    page_size: int = Field(default=1000, ge=1, le=10_000)
+    overlap_seconds: float = Field(default=120.0, ge=0)
+    """each incremental sync re-reads this much before the stored cursor"""
+    partials: bool = False
+    """also sync partial incidents (``status == "partial"``)"""
+    archived: bool = False
+    """also sync archived incidents"""
+    actions: bool = False
+    """fetch each changed incident's actions (one call per changed incident): those the
+    caller sees become ``customer_update`` events, the others ``internal_update`` events"""
+    paging: Literal["auto", "pageStart", "legacy"] = "auto"
+    """``auto`` probes ``/tas/api/version``: 3.4 and later use ``pageStart``/``pageSize`` with a
+    FIQL ``query``, older servers ``start``/``page_size`` with ``modification_date_start``"""
+    extra_fields: list[str] = Field(default_factory=list)
+    """more incident fields to request and keep in ``raw`` (e.g. ``optionalFields1``)"""
 
 
 class ServiceNowSourceConfig(HttpSourceConfig):
