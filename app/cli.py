@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from app.warehouse import (
 )
 from connectors.base import TicketType
 from connectors.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from app.sync import SourceResult
 
 __all__ = ["app", "main"]
 
@@ -196,9 +199,97 @@ def print_summary(summary: ImportSummary) -> None:
         out.print(f"  ... and {len(summary.skipped) - 10} more")
 
 
+@app.command("sync")
+def sync_command(
+    source: Annotated[
+        str | None,
+        typer.Option("--source", "-s", help="Only this source (default: every network source)."),
+    ] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="Re-read every ticket, not only those changed since the last sync."
+        ),
+    ] = False,
+) -> None:
+    """Pull new and changed tickets from the helpdesk sources into the warehouse.
+
+    Each page of tickets commits together with the source's cursor, so an interrupted sync
+    loses nothing: run it again and it continues. Exits 1 when any source failed.
+    """
+    import logging
+
+    from app.sync import sync_sources
+
+    settings = _settings()
+    interactive = sys.stderr.isatty()
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    if interactive:
+        logging.getLogger("app.sync").setLevel(logging.WARNING)  # the bar shows progress
+    with _progress_bar(interactive) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(name: str, pages: int, incidents: int, done: bool) -> None:
+            if bar is None:
+                return
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=None)  # type: ignore[attr-defined]
+            bar.update(  # type: ignore[attr-defined]
+                tasks[name],
+                completed=incidents,
+                total=incidents if done else None,
+                description=f"{name} p{pages}",
+            )
+
+        results = sync_sources(settings, source=source, full=full, progress=progress)
+    print_sync_summary(results)
+    if any(r.status == "error" for r in results):
+        sys.exit(1)
+
+
+def print_sync_summary(results: list[SourceResult]) -> None:
+    """One row per source: outcome, pages, tickets, events, requests, time, cursor."""
+    table = Table(title="sync")
+    for col in ("source", "status", "pages", "received", "new", "changed", "events"):
+        table.add_column(col, justify="left" if col in ("source", "status") else "right")
+    for col in ("requests", "time", "cursor"):
+        table.add_column(col, justify="right" if col != "cursor" else "left")
+    for r in results:
+        status = r.status + (" (full)" if r.full and r.status == "ok" else "")
+        style = {"ok": "", "error": "red", "skipped": "dim"}[r.status]
+        table.add_row(
+            r.source,
+            f"[{style}]{status}[/{style}]" if style else status,
+            str(r.pages),
+            f"{r.incidents:,}",
+            f"{r.tickets.inserted:,}",
+            f"{r.tickets.updated:,}",
+            f"{r.events_inserted:,}",
+            f"{r.requests:,}" + (f" ({r.retries} retried)" if r.retries else ""),
+            f"{r.seconds:.1f} s",
+            r.cursor or "",
+        )
+    out.print(table)
+    for r in results:
+        if r.message:
+            (err if r.status == "error" else out).print(
+                f"{r.source}: {r.message}", highlight=False, markup=False
+            )
+
+
+def _state_text(state: dict[str, Any]) -> str:
+    """The last run's outcome; a run whose last page was not final is running or was killed."""
+    status = str(state.get("last_status") or "")
+    details = state.get("details") or {}
+    if status == "ok" and isinstance(details, dict) and details.get("state") == "running":
+        return "interrupted or running (resumes from its cursor)"
+    return status
+
+
 @app.command("sources")
 def sources_command() -> None:
-    """Show each source: configured kind, last run, counts, last error, unknown statuses."""
+    """Show each source: configured kind, last run, cursor, counts, last error, unknown statuses."""
     settings = _settings()
     engine = make_engine(settings.warehouse.url)
     with engine.connect() as conn:
@@ -206,7 +297,8 @@ def sources_command() -> None:
         unknown = read_unknown_statuses(conn)
     configured = {s.name: s.kind for s in settings.sources}
     table = Table(title="sources")
-    for col in ("source", "kind", "last run", "status", "tickets", "events", "skipped", "error"):
+    columns = ("source", "kind", "last run", "status", "cursor", "tickets", "events", "skipped")
+    for col in (*columns, "error"):
         table.add_column(col)
     for name in sorted(set(configured) | set(states)):
         st = states.get(name, {})
@@ -215,11 +307,12 @@ def sources_command() -> None:
             name + ("" if name in configured else " (not in config)"),
             configured.get(name) or st.get("kind", ""),
             run.strftime("%Y-%m-%d %H:%M:%S UTC") if run else "never",
-            st.get("last_status") or "",
+            _state_text(st),
+            str(st.get("cursor") or ""),
             str(st.get("tickets_seen", "")),
             str(st.get("events_inserted", "")),
             str(st.get("rows_skipped", "")),
-            (st.get("last_error") or "")[:120],
+            (st.get("last_error") or "")[:160],
         )
     out.print(table)
     if unknown:
