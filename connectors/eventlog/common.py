@@ -452,6 +452,7 @@ def derive(
                         "occurred_at": df["instant"][changed],
                         "seq": seq[changed.to_numpy()],
                         "field": str(fld),
+                        "_rank": FIELD_RANK[str(fld)],
                         "old_value": prev[changed],
                         "new_value": values[changed],
                         "actor": df["actor"][changed],
@@ -467,6 +468,7 @@ def derive(
                     "occurred_at": df["instant"][updates],
                     "seq": seq[updates.to_numpy()],
                     "field": df["update_kind"][updates].map(str),
+                    "_rank": df["update_kind"][updates].map(FIELD_RANK),
                     "old_value": None,
                     "new_value": df["update_label"][updates],
                     "actor": df["actor"][updates],
@@ -511,9 +513,16 @@ def derive(
         priority = pd.Series(pd.NA, index=lastrows.index, dtype="Int64")
     else:
         priority = priority_levels(priority_raw).astype("Int64")
-    url: list[str | None] | None = None
+    url: list[str] | None = None
     if url_template:
-        url = [url_template.format(external_id=i) for i in ids]
+        try:
+            url = [url_template.format(external_id=i) for i in ids]
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConnectorConfigError(
+                f"`url_template` {url_template!r} cannot be filled ({type(e).__name__}: {e}); "
+                "the only placeholder is {external_id}",
+                source=source,
+            ) from e
     tickets = pd.DataFrame(
         {
             "source": source,
@@ -554,13 +563,11 @@ def _events_frame(parts: list[pd.DataFrame], *, source: str) -> pd.DataFrame:
         frame["occurred_at"] = pd.Series(dtype="datetime64[s, UTC]")
         frame["seq"] = frame["seq"].astype("int64")
         return frame
-    events = pd.concat(parts, ignore_index=True)
-    rank = events["field"].map(FIELD_RANK)
-    events = (
-        events.assign(_rank=rank)
-        .sort_values(["ticket_id", "seq", "_rank"], kind="stable", ignore_index=True)
-        .drop(columns="_rank")
-    )
+    # each part is indexed by its row in the ticket-sorted changes frame, so (row, field rank)
+    # is the (ticket, seq, field) order: an integer sort, no string comparisons
+    events = pd.concat(parts)
+    key = events.index.to_numpy() * len(FIELD_RANK) + events["_rank"].to_numpy(dtype=np.int64)
+    events = events.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
     events["source"] = source
     events["event_key"] = None
     events["origin"] = EventOrigin.HISTORY.value

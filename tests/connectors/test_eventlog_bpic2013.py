@@ -212,6 +212,10 @@ def test_real_incidents(shared_data: Path) -> None:
     from_raw = sum(_has_ping_pong(s) for s in _raw_team_sequences(path).values())
     assert from_events == from_raw == 1177
     assert int(got.tickets["reopen_count"].sum()) == 580
+    states = got.events[got.events["field"] == "state"]
+    done = ["resolved", "closed", "cancelled"]
+    after_closed = states[(states["old_value"] == "closed") & ~states["new_value"].isin(done)]
+    assert after_closed["ticket_id"].nunique() == 119  # "119 incidents go back to In Progress"
 
 
 @pytest.mark.realdata

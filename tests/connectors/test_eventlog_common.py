@@ -272,6 +272,19 @@ def test_a_ticket_without_any_status_is_new_and_noted() -> None:
     assert got.notes == {"tickets without any status (state new)": 1}
 
 
+def test_a_url_template_with_another_placeholder_is_a_config_error() -> None:
+    changes = _changes([("T1", "2024-01-01T10:00Z", 1, "new", None, None)])
+    with pytest.raises(ConnectorConfigError, match=r"`url_template` 'https://x/\{id\}'"):
+        derive(
+            changes,
+            raw=pd.DataFrame({"x": ["a"]}),
+            source="log",
+            status_map=StatusMap({}),
+            ticket_type=TicketType.INCIDENT,
+            url_template="https://x/{id}",
+        )
+
+
 def test_resolved_and_closed_times_follow_the_final_done_run() -> None:
     changes = _changes(
         [
