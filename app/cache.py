@@ -3,7 +3,7 @@
 The cache holds one *snapshot* of the warehouse (the ticket and event frames) and results
 computed from it, keyed by what was asked (analysis name and parameters).
 
-- The warehouse's *version* is a cheap fingerprint (row counts, newest ``loaded_at``, newest
+- The warehouse's *version* is a cheap fingerprint (ticket count, newest ``loaded_at``, newest
   event id, newest sync run). It is read at most every ``change_check_seconds``; when it
   changes, the next request reloads the frames and every result computed from the old
   snapshot is dropped.
@@ -109,11 +109,11 @@ class AnalyticsCache:
                 tickets = conn.execute(
                     select(func.count(), func.max(Ticket.loaded_at)).select_from(Ticket)
                 ).one()
-                events = conn.execute(
-                    select(func.count(), func.max(Event.id)).select_from(Event)
-                ).one()
+                # events are only ever inserted (or deleted with their ticket): the newest id
+                # (primary key, no scan) tells a change
+                events = conn.execute(select(func.max(Event.id))).scalar()
                 runs = conn.execute(select(func.max(SyncState.last_run_at))).scalar()
-            self._version = f"t{tickets[0]}@{tickets[1]}/e{events[0]}#{events[1]}/s{runs}"
+            self._version = f"t{tickets[0]}@{tickets[1]}/e{events}/s{runs}"
             self._checked = now
         return self._version
 

@@ -201,3 +201,95 @@ def percentile_lines(
 
 CHARTS: dict[str, ChartSpec] = {}
 """every chart by name; filled below as builders are added"""
+
+_STATE_ORDER = ("new", "in_progress", "waiting_customer", "waiting_supplier", "waiting_other")
+_PACE_COLORS = ("#2e7d32", "#9e9d24", "#f9a825", "#ef6c00", "#c62828")
+
+
+def _days(values: pd.Series) -> pd.Series:
+    return pd.to_timedelta(values).dt.total_seconds() / 86400
+
+
+def _hover(frame: pd.DataFrame) -> list[str]:
+    return [hover_text(n, t) for n, t in zip(frame["number"], frame["title"], strict=True)]
+
+
+def aging_figure(frame: pd.DataFrame, as_of: datetime, title: str) -> go.Figure:
+    """Open tickets by state (x) and age in days (y), coloured by the pace band they passed."""
+    if frame.empty:
+        return empty_figure(title, "No open tickets")
+    states = [s for s in _STATE_ORDER if s in set(frame["state"])]
+    states += sorted(set(frame["state"]) - set(states))
+    fig = go.Figure()
+    pace = frame["pace"].astype(object).where(frame["pace"].notna(), "no pace data")
+    bands = sorted(pace.unique(), key=_band_rank)
+    for i, band in enumerate(bands):
+        part = frame[(pace == band).to_numpy()]
+        age = _days(part["age"])
+        fig.add_trace(
+            go.Scatter(
+                x=part["state"],
+                y=age,
+                mode="markers",
+                name=html.escape(str(band)),
+                marker={
+                    "size": 9,
+                    "color": _PACE_COLORS[min(i, len(_PACE_COLORS) - 1)],
+                    "line": {"width": 0.5, "color": "#263238"},
+                },
+                text=_hover(part),
+                customdata=[
+                    [safe_url(u), t] for u, t in zip(part["url"], part["team"], strict=True)
+                ],
+                hovertemplate=(
+                    "%{text}<br>age %{y:.1f} days · %{customdata[1]}<extra>%{fullData.name}</extra>"
+                ),
+            )
+        )
+    fig.update_xaxes(categoryorder="array", categoryarray=states)
+    return base_layout(
+        fig, title=f"{title} (as of {as_of:%Y-%m-%d %H:%M} UTC)", x="state", y="age (days)"
+    )
+
+
+def _band_rank(band: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in str(band) if ch.isdigit())
+    return (int(digits) if digits else -1, str(band))
+
+
+def throughput_figure(frame: pd.DataFrame, as_of: datetime, title: str) -> go.Figure:
+    """Tickets finished per day, zero days included."""
+    if frame.empty:
+        return empty_figure(title, "No days in the window")
+    fig = go.Figure(
+        go.Bar(
+            x=pd.to_datetime(frame["date"]),
+            y=frame["throughput"],
+            name="finished",
+            marker_color=COLORS["neutral"],
+            hovertemplate="%{x|%a %Y-%m-%d}: %{y} finished<extra></extra>",
+        )
+    )
+    return base_layout(
+        fig, title=f"{title} (as of {as_of:%Y-%m-%d} UTC)", x="day", y="tickets finished"
+    )
+
+
+CHARTS.update(
+    {
+        "aging": ChartSpec(
+            name="aging",
+            title="Aging work in progress",
+            description="open tickets by state and age, coloured by pace band",
+            analysis="aging",
+            build=aging_figure,
+        ),
+        "throughput": ChartSpec(
+            name="throughput",
+            title="Throughput",
+            description="tickets finished per day",
+            analysis="throughput",
+            build=throughput_figure,
+        ),
+    }
+)

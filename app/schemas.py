@@ -8,18 +8,22 @@ items are computed by analytics).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AgingPage",
+    "AgingRead",
     "EmbedTokenCreate",
     "EmbedTokenRead",
     "EventRead",
     "Health",
     "Page",
     "SourceRead",
+    "ThroughputPage",
+    "ThroughputRead",
     "TicketDetail",
     "TicketPage",
     "TicketRead",
@@ -133,3 +137,34 @@ class EmbedTokenRead(_Model):
     pins: dict[str, str]
     expires_at: datetime
     urls: dict[str, str] = Field(description="ready-to-embed paths per chart")
+
+
+class AgingRead(_Model):
+    source: str
+    ticket_id: str
+    number: str | None
+    title: str | None
+    url: str | None
+    priority: int | None
+    state: str
+    team: str | None
+    assignee: str | None
+    age: timedelta = Field(description="since the ticket started (ISO 8601 duration)")
+    age_bucket: str
+    state_since: datetime | None
+    in_state: timedelta | None
+    pace: str = Field(description="the pace band the age has passed in this state, e.g. `> p85`")
+    over_sle: bool = Field(description="older than the service-level expectation")
+
+
+class AgingPage(AnalyticsPage[AgingRead]):
+    pass
+
+
+class ThroughputRead(_Model):
+    date: date
+    throughput: int
+
+
+class ThroughputPage(AnalyticsPage[ThroughputRead]):
+    pass

@@ -64,8 +64,19 @@ def page_frame(frame: pd.DataFrame, *, limit: int, offset: int) -> pd.DataFrame:
     return frame.iloc[offset : offset + limit]
 
 
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
 def frame_records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows as dicts with None for every kind of missing value (NaN, NaT, pd.NA)."""
-    out = frame.reindex(columns=list(columns)).astype(object)
-    out = out.where(out.notna(), None)
-    return out.to_dict(orient="records")  # type: ignore[return-value]
+    """Rows as dicts with None for every kind of missing value (NaN, NaT, pd.NA).
+
+    Column-wise ``tolist`` and a plain loop: much faster than ``DataFrame.where`` on the
+    extension dtypes for the page-sized frames the API answers.
+    """
+    data = {c: frame[c].tolist() if c in frame.columns else [None] * len(frame) for c in columns}
+    return [{c: _plain(data[c][i]) for c in columns} for i in range(len(frame))]

@@ -7,6 +7,8 @@ that opens the chart, or public-read mode.
 
 from __future__ import annotations
 
+import gzip
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
@@ -27,7 +29,7 @@ from app.deps import (
     chart_access,
 )
 from app.errors import NotFoundError
-from app.routes._analyses import analysis_result
+from app.routes._analyses import ANALYSES, analysis_result
 from app.security import page_csp
 from app.settings import Settings
 
@@ -54,23 +56,40 @@ class ChartInfo(BaseModel):
     figure: str
 
 
+def available_charts() -> dict[str, ChartSpec]:
+    """The charts whose analysis this build serves."""
+    return {name: spec for name, spec in CHARTS.items() if spec.analysis in ANALYSES}
+
+
 def _spec(name: str) -> ChartSpec:
-    spec = CHARTS.get(name)
+    spec = available_charts().get(name)
     if spec is None:
-        known = ", ".join(sorted(CHARTS)) or "none yet"
+        known = ", ".join(sorted(available_charts())) or "none yet"
         raise NotFoundError(f"chart `{name}` (known: {known})")
     return spec
 
 
+@dataclass(frozen=True)
+class RenderedFigure:
+    json: str
+    gzipped: bytes
+    """the JSON compressed once, served to every client that accepts gzip"""
+    as_of: str
+
+
 def chart_figure(
     cache: AnalyticsCache, settings: Settings, spec: ChartSpec, filters: Filters
-) -> Cached[tuple[str, str]]:
-    """(figure JSON, as_of) for a chart and filters, cached until the analysis changes."""
+) -> Cached[RenderedFigure]:
+    """The figure of a chart for ``filters``, cached until the analysis changes."""
 
-    def compute(_snapshot: object, _now: object) -> tuple[str, str]:
+    def compute(_snapshot: object, _now: object) -> RenderedFigure:
         result = analysis_result(cache, settings, spec.analysis, filters)
-        figure = spec.build(result.value, result.as_of, spec.title)
-        return figure_json(figure), result.as_of.isoformat(timespec="seconds")
+        text = figure_json(spec.build(result.value, result.as_of, spec.title))
+        return RenderedFigure(
+            json=text,
+            gzipped=gzip.compress(text.encode(), compresslevel=6, mtime=0),
+            as_of=result.as_of.isoformat(timespec="seconds"),
+        )
 
     return cache.get(("chart", spec.name, filters.key()), compute)
 
@@ -86,7 +105,7 @@ def list_charts(_caller: ReadAccess) -> list[ChartInfo]:
             page=f"/charts/{s.name}",
             figure=f"/charts/{s.name}.json",
         )
-        for s in CHARTS.values()
+        for s in available_charts().values()
     ]
 
 
@@ -109,8 +128,14 @@ def chart_json(
     """The figure (``data`` and ``layout``) to draw with ``Plotly.newPlot``."""
     caller = chart_access(request, name, token=token, key=key, bearer=bearer)
     spec = _spec(name)
-    figure = chart_figure(cache, settings, spec, filters.pinned(caller))
-    return Response(figure.value[0], media_type="application/json")
+    figure = chart_figure(cache, settings, spec, filters.pinned(caller)).value
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(
+            figure.gzipped,
+            media_type="application/json",
+            headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
+        )
+    return Response(figure.json, media_type="application/json")
 
 
 @router.get(
@@ -139,8 +164,8 @@ def chart_page(
         .render(
             name=spec.name,
             title=spec.title,
-            figure=figure.value[0],
-            as_of=figure.value[1],
+            figure=figure.value.json,
+            as_of=figure.value.as_of,
             base=request.scope.get("root_path", ""),
             version=_version(),
             plotly_version=PLOTLY_VERSION,

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from app.charts import CHARTS, PLOTLY_VERSION, page_environment
+from app.charts import PLOTLY_VERSION, page_environment
 from app.deps import BearerHeader, CacheDep, KeyHeader, SettingsDep, chart_access, get_filters
 from app.routes._analyses import ANALYSES, analysis_result
-from app.routes.charts import TokenParam, _version, chart_figure
+from app.routes.charts import TokenParam, _version, available_charts, chart_figure
 from app.security import DASHBOARD, page_csp
 
 router = APIRouter(tags=["dashboard"])
@@ -70,11 +70,11 @@ def dashboard(
         teams = [caller.pins["team"]]
     charts = []
     for name in DASHBOARD_CHARTS:
-        spec = CHARTS.get(name)
+        spec = available_charts().get(name)
         if spec is None:
             continue
         figure = chart_figure(cache, settings, spec, filters)
-        charts.append({"name": name, "title": spec.title, "figure": figure.value[0]})
+        charts.append({"name": name, "title": spec.title, "figure": figure.value.json})
     tables = []
     for table in TABLES:
         if table.analysis not in ANALYSES:

@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 
-from app.charts import CHARTS
 from app.deps import AdminAccess
+from app.routes.charts import available_charts
 from app.schemas import EmbedTokenCreate, EmbedTokenRead
 from app.security import ALL_CHARTS, DASHBOARD, EmbedSigner
 
@@ -33,7 +33,7 @@ def create_embed_token(
             status_code=409,
             detail="embed tokens are disabled: set api.embed_key_env or api.embed_key_file",
         )
-    known = {*CHARTS, DASHBOARD, ALL_CHARTS}
+    known = {*available_charts(), DASHBOARD, ALL_CHARTS}
     unknown = sorted(set(body.charts) - known)
     if unknown:
         raise HTTPException(
@@ -51,7 +51,7 @@ def create_embed_token(
     except ValueError as e:
         raise HTTPException(status_code=422, detail=str(e)) from None
     query = urlencode({"token": grant.token})
-    names = sorted(CHARTS) if ALL_CHARTS in grant.charts else list(grant.charts)
+    names = sorted(available_charts()) if ALL_CHARTS in grant.charts else list(grant.charts)
     urls = {
         name: ("/?" if name == DASHBOARD else f"/charts/{name}?") + query
         for name in [*names, *([DASHBOARD] if ALL_CHARTS in grant.charts else [])]

@@ -33,7 +33,8 @@ ADMIN_KEY = "admin-key-" + "a" * 40
 BOTH_KEY = "both-key-" + "b" * 40
 EMBED_KEY = "embed-signing-key-" + "e" * 40
 SECRETS = (READ_KEY, ADMIN_KEY, BOTH_KEY, EMBED_KEY)
-NOW = datetime(2024, 3, 15, 12, 0, tzinfo=UTC)
+# relative to the real clock: the app computes analytics for the current instant
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 XSS_TITLE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
 
@@ -130,7 +131,7 @@ def sample_events() -> list[EventRecord]:
 
     return [
         ev("T1", 3, EventField.STATE, "new", "in_progress"),
-        ev("T1", 0, EventField.TEAM, None, "Service Desk"),
+        ev("T1", 0, EventField.TEAM, None, "Network"),
         ev("T1", 2, EventField.ASSIGNEE, None, "ann"),
         ev("T3", 1, EventField.STATE, "new", "in_progress"),
         ev("T3", 50, EventField.STATE, "in_progress", "resolved"),
