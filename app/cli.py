@@ -43,7 +43,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="Warehouse schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console()
+# piped output (logs, CI, scripts) gets wide tables instead of rich's 80-column default
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
