@@ -25,6 +25,7 @@ from connectors.eventlog.common import (
     CLEARED,
     collect_skipped,
     derive,
+    drop_exact_duplicates,
     no_rows_left,
     parse_times,
     priority_from_map,
@@ -67,10 +68,11 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
     frame = read_csv(path, source=source, delimiter=config.delimiter)
     require_columns(frame, REQUIRED, path=path, source=source)
     rows_read = len(frame)
-    # exact duplicate rows are not dropped: a repeated change row changes nothing, so it
-    # yields no event (the published files have none)
     lines = np.arange(2, rows_read + 2)
     notes: dict[str, int] = {}
+    frame, lines, duplicates = drop_exact_duplicates(frame, lines)
+    if duplicates:
+        notes["duplicate rows dropped"] = duplicates
 
     tickets = text(frame[TICKET])
     times = parse_times(

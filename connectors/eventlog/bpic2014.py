@@ -26,6 +26,7 @@ from connectors.eventlog.common import (
     collect_skipped,
     conform_tickets,
     derive,
+    drop_exact_duplicates,
     json_rows,
     map_distinct,
     no_rows_left,
@@ -149,6 +150,9 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
     rows_read = len(frame)
     lines = np.arange(2, rows_read + 2)
     notes: dict[str, int] = {}
+    frame, lines, duplicates = drop_exact_duplicates(frame, lines)
+    if duplicates:
+        notes["duplicate rows dropped"] = duplicates
 
     tickets = text(frame[TICKET])
     times = parse_times(

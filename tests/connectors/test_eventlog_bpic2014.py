@@ -133,6 +133,7 @@ def test_mini_log_events() -> None:
             ev("IM1", "2013-10-26 08:05", 1, F.STATE, "new", "in_progress"),
             ev("IM1", "2013-10-26 08:05", 1, F.STATUS, "Open", "Assignment"),
             ev("IM1", "2013-10-26 08:05", 1, F.TEAM, "TEAM1", "TEAM2"),
+            # (the file's last line repeats this activity exactly: dropped)
             ev("IM1", "2013-10-26 08:05", 2, F.CUSTOMER_UPDATE, None, "Update from customer"),
             ev("IM1", "2013-10-26 09:00", 3, F.STATUS, "Assignment", "Operator Update"),
             ev("IM1", "2013-10-27 00:30", 4, F.STATE, "in_progress", "closed"),
@@ -158,13 +159,14 @@ def test_mini_log_events() -> None:
 
 def test_mini_log_report() -> None:
     got = read(ACTIVITY, "bpic2014", cases_path=CASES)
-    assert got.rows_read == 13
+    assert got.rows_read == 14
     assert got.skipped == [
         SkippedRow(14, "unparseable timestamp 'not a date' in column `DateStamp`")
     ]
     assert got.unknown_activities == {"Frobnicate": 1}
     assert got.unknown_statuses == {}
     assert got.notes == {
+        "duplicate rows dropped": 1,
         "DST-ambiguous local times read as summer time": 2,
         "nonexistent local times (DST gap) shifted forward": 1,
         "tickets missing from the case file": 1,
