@@ -162,6 +162,7 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
         column=TIME,
         path=path,
         source=source,
+        lines=lines,
     )
     notes.update(times.notes)
     keep, skipped = collect_skipped(

@@ -116,8 +116,9 @@ def map_distinct(values: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
     Log columns repeat a few values many times, so this is much cheaper than a per-row map.
     """
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    mapped = [fn(u) for u in np.asarray(uniques, dtype=object)]
-    table = np.array([*mapped, fn(None)], dtype=object)
+    table = np.empty(len(uniques) + 1, dtype=object)  # the last slot serves missing values
+    table[:-1] = [fn(u) for u in np.asarray(uniques, dtype=object)]
+    table[-1] = fn(None)
     return pd.Series(table[codes], index=values.index, dtype=object)
 
 
@@ -281,16 +282,19 @@ def parse_times(
     column: str,
     path: Path,
     source: str,
+    lines: np.ndarray | None = None,
 ) -> ParsedTimes:
     """Parse a time column to UTC instants, vectorised.
 
     Times with a UTC offset are converted; naive times are local times in ``timezone``. With
     ``time_format`` (strptime) the whole column follows it; without, each cell is ISO 8601 and
-    may or may not carry an offset.
+    may or may not carry an offset. ``lines`` (the file line of each value) is for messages.
 
     Raises:
         ConnectorConfigError: naive times and no ``timezone``, or an unknown zone.
     """
+    if timezone is not None:
+        _zone(timezone, source=source)
     cells = text(values)
     present = cells.notna()
     instants = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
@@ -310,14 +314,16 @@ def parse_times(
         local = pd.to_datetime(cells[naive], format=fmt, errors="coerce")
         if local.notna().any():
             if timezone is None:
-                first = int(np.flatnonzero(naive.to_numpy())[0])
+                parsed_naive = np.flatnonzero(local.notna().to_numpy())[0]
+                first = int(np.flatnonzero(naive.to_numpy())[parsed_naive])
+                line = int(lines[first]) if lines is not None else first + 2
                 raise ConnectorConfigError(
                     f"{path.name}: column `{column}` holds times without a UTC offset (line "
-                    f"{first + 2}: {cells.iloc[first]!r}); set `timezone` in the source config "
+                    f"{line}: {cells.iloc[first]!r}); set `timezone` in the source config "
                     "(an IANA name such as Europe/Amsterdam)",
                     source=source,
                 )
-            utc, ambiguous, nonexistent = _localise(local, _zone(timezone, source=source))
+            utc, ambiguous, nonexistent = _localise(local, timezone)
             instants[naive] = utc.dt.as_unit("us")
             if ambiguous:
                 notes["DST-ambiguous local times read as summer time"] = ambiguous

@@ -141,6 +141,7 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
         column=names["time"],
         path=path,
         source=source,
+        lines=lines,
     )
     notes.update(times.notes)
     keep, skipped = collect_skipped(

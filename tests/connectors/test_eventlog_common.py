@@ -214,13 +214,27 @@ def test_dst_ambiguous_and_nonexistent_local_times_are_resolved_and_counted() ->
 
 
 def test_naive_times_without_a_timezone_are_a_clear_config_error() -> None:
-    with pytest.raises(ConnectorConfigError, match=r"line 3: '2024-01-01 10:00'.*set `timezone`"):
-        _times(["2024-01-01T09:00:00Z", "2024-01-01 10:00"], time_format=None, timezone=None)
+    with pytest.raises(ConnectorConfigError, match=r"line 4: '2024-01-01 10:00'.*set `timezone`"):
+        _times(
+            ["2024-01-01T09:00:00Z", "garbage", "2024-01-01 10:00"], time_format=None, timezone=None
+        )
 
 
-def test_an_unknown_timezone_is_a_config_error() -> None:
+def test_the_line_of_a_naive_time_is_the_file_line(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text(
+        "ticket,time,status\n"
+        "T1,2024-01-01T09:00:00Z,new\n"
+        "T1,2024-01-01T09:00:00Z,new\n"  # a duplicate, dropped before parsing
+        "T1,2024-01-01 10:00,open\n"
+    )
+    with pytest.raises(ConnectorConfigError, match=r"line 4: '2024-01-01 10:00'"):
+        read(path, "csv")
+
+
+def test_an_unknown_timezone_is_a_config_error_even_when_every_time_has_an_offset() -> None:
     with pytest.raises(ConnectorConfigError, match="unknown time zone `Mars/Olympus`"):
-        _times(["2024-01-01 10:00"], time_format=None, timezone="Mars/Olympus")
+        _times(["2024-01-01T10:00Z"], time_format=None, timezone="Mars/Olympus")
 
 
 def _changes(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
