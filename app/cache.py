@@ -94,6 +94,7 @@ class AnalyticsCache:
         self._on_compute = on_compute
         self._lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
+        self._check_lock = threading.Lock()
         self._key_locks: dict[Hashable, threading.Lock] = {}
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._snapshot: Snapshot | None = None
@@ -102,20 +103,37 @@ class AnalyticsCache:
         self.stats = CacheStats()
 
     def version(self) -> str:
-        """The warehouse's current fingerprint (re-read at most every ``check_seconds``)."""
-        now = self._clock()
-        if self._version is None or now - self._checked >= self._check_every:
-            with self._engine.connect() as conn:
-                tickets = conn.execute(
-                    select(func.count(), func.max(Ticket.loaded_at)).select_from(Ticket)
-                ).one()
-                # events are only ever inserted (or deleted with their ticket): the newest id
-                # (primary key, no scan) tells a change
-                events = conn.execute(select(func.max(Event.id))).scalar()
-                runs = conn.execute(select(func.max(SyncState.last_run_at))).scalar()
-            self._version = f"t{tickets[0]}@{tickets[1]}/e{events}/s{runs}"
-            self._checked = now
-        return self._version
+        """The warehouse's fingerprint, re-read at most every ``check_seconds``.
+
+        One request re-reads it; requests arriving meanwhile use the last known version
+        rather than queueing for database connections.
+        """
+        current = self._version
+        due = current is None or self._clock() - self._checked >= self._check_every
+        if not due:
+            assert current is not None
+            return current
+        if not self._check_lock.acquire(blocking=current is None):
+            assert current is not None
+            return current
+        try:
+            if self._version is None or self._clock() - self._checked >= self._check_every:
+                self._version = self._read_version()
+                self._checked = self._clock()
+            return self._version
+        finally:
+            self._check_lock.release()
+
+    def _read_version(self) -> str:
+        with self._engine.connect() as conn:
+            tickets = conn.execute(
+                select(func.count(), func.max(Ticket.loaded_at)).select_from(Ticket)
+            ).one()
+            # events are only ever inserted (or deleted with their ticket): the newest id
+            # (primary key, no scan) tells a change
+            events = conn.execute(select(func.max(Event.id))).scalar()
+            runs = conn.execute(select(func.max(SyncState.last_run_at))).scalar()
+        return f"t{tickets[0]}@{tickets[1]}/e{events}/s{runs}"
 
     def snapshot(self) -> Snapshot:
         """The frames of the current warehouse version, loaded once per version."""

@@ -18,12 +18,21 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
+from fastapi.responses import Response
+from pydantic import BaseModel
 
 from app.cache import AnalyticsCache, Cached, Snapshot
 from app.deps import Filters
 from app.settings import Settings
 
-__all__ = ["ANALYSES", "Analysis", "analysis_result", "filtered_frames", "register"]
+__all__ = [
+    "ANALYSES",
+    "Analysis",
+    "analysis_result",
+    "cached_json",
+    "filtered_frames",
+    "register",
+]
 
 Compute = Callable[[pd.DataFrame, pd.DataFrame, datetime, Settings], pd.DataFrame]
 """(tickets, events, now, settings) -> result frame"""
@@ -78,3 +87,12 @@ def analysis_result(
         return analysis.compute(tickets, events, now, settings)
 
     return cache.get((name, filters.key()), compute)
+
+
+def cached_json(
+    cache: AnalyticsCache, key: tuple[object, ...], render: Callable[[], BaseModel]
+) -> Response:
+    """A JSON answer rendered once per snapshot and key (e.g. analysis, filters and page), then
+    served as bytes: a page view costs a dictionary lookup, not validation and encoding."""
+    body = cache.get(("json", *key), lambda _s, _now: render().model_dump_json().encode())
+    return Response(body.value, media_type="application/json")
