@@ -26,7 +26,6 @@ from connectors.eventlog.common import (
     collect_skipped,
     conform_tickets,
     derive,
-    drop_exact_duplicates,
     json_rows,
     map_distinct,
     no_rows_left,
@@ -35,6 +34,7 @@ from connectors.eventlog.common import (
     read_csv,
     require_columns,
     text,
+    without_duplicates,
 )
 from connectors.statusmap import StatusMap
 
@@ -114,7 +114,7 @@ def _read_cases(path: Path | None, *, config: EventLogSourceConfig) -> pd.DataFr
     if path is None or (config.cases_path is None and not path.exists()):
         log.warning("no case table beside the activity file (looked for %s)", path)
         return None
-    cases = read_csv(path, source=source, delimiter=config.delimiter)
+    cases = read_csv(path, source=source, delimiter=config.delimiter).frame
     require_columns(cases, CASE_REQUIRED, path=path, source=source, what=" in the case table")
     cases[CASE_ID] = text(cases[CASE_ID])
     cases = cases[cases[CASE_ID].notna()]
@@ -145,14 +145,11 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
         BadPayloadError: unreadable activity or case file, or a required column missing.
     """
     source = config.name
-    frame = read_csv(path, source=source, delimiter=config.delimiter)
-    require_columns(frame, REQUIRED, path=path, source=source)
-    rows_read = len(frame)
-    lines = np.arange(2, rows_read + 2)
-    notes: dict[str, int] = {}
-    frame, lines, duplicates = drop_exact_duplicates(frame, lines)
-    if duplicates:
-        notes["duplicate rows dropped"] = duplicates
+    log_file = read_csv(path, source=source, delimiter=config.delimiter)
+    require_columns(log_file.frame, REQUIRED, path=path, source=source)
+    log_file = without_duplicates(log_file)
+    frame, lines, rows_read = log_file.frame, log_file.lines, log_file.rows_read
+    notes = dict(log_file.notes)
 
     tickets = text(frame[TICKET])
     times = parse_times(

@@ -61,11 +61,11 @@ from connectors.statusmap import StatusMap
 __all__ = [
     "CLEARED",
     "Derived",
+    "LogFile",
     "ParsedTimes",
     "collect_skipped",
     "conform_tickets",
     "derive",
-    "drop_exact_duplicates",
     "json_rows",
     "map_distinct",
     "no_rows_left",
@@ -76,6 +76,7 @@ __all__ = [
     "require_columns",
     "system_user_mask",
     "text",
+    "without_duplicates",
 ]
 
 log = logging.getLogger(__name__)
@@ -157,10 +158,24 @@ def _utc_like_canonical(values: pd.Series) -> pd.Series:
     return stamps.dt.as_unit("us" if stamps.notna().any() else "s")
 
 
-def read_csv(path: Path, *, source: str, delimiter: str = ",") -> pd.DataFrame:
-    """Read a plain or gzip-compressed UTF-8 CSV as text cells ("" where empty).
+@dataclass(frozen=True)
+class LogFile:
+    """A CSV read as text, with the file line of each row."""
 
-    Compression is recognised by the gzip magic bytes, not the file name.
+    frame: pd.DataFrame
+    """text cells ("" where empty), one row per data line, RangeIndex"""
+    lines: np.ndarray
+    """the file line of each row (the header is line 1)"""
+    rows_read: int
+    """data rows in the file (blank lines not counted)"""
+    notes: dict[str, int] = field(default_factory=dict)
+
+
+def read_csv(path: Path, *, source: str, delimiter: str = ",") -> LogFile:
+    """Read a plain or gzip-compressed UTF-8 CSV as text cells.
+
+    Compression is recognised by the gzip magic bytes, not the file name. Blank lines (and
+    lines of bare delimiters) are dropped and counted; they do not shift the line numbers.
 
     Raises:
         BadPayloadError: the file is missing, empty, has no rows, is a truncated or corrupt
@@ -183,7 +198,8 @@ def read_csv(path: Path, *, source: str, delimiter: str = ",") -> pd.DataFrame:
             sep=delimiter,
             dtype=str,
             keep_default_na=False,
-            na_filter=False,
+            na_filter=False,  # short rows and empty cells read as ""
+            skip_blank_lines=False,  # keeps row n on file line n + 2
             compression="gzip" if compressed else None,
             encoding="utf-8-sig",
         )
@@ -201,12 +217,22 @@ def read_csv(path: Path, *, source: str, delimiter: str = ",") -> pd.DataFrame:
             f"{name}: not a CSV file this reader can parse: {e}", source=source
         ) from e
     frame.columns = pd.Index([str(c).strip() for c in frame.columns])
+    lines = np.arange(2, len(frame) + 2)
+    notes: dict[str, int] = {}
+    if len(frame.columns):
+        maybe = frame.iloc[:, 0].eq("").to_numpy()
+        if maybe.any():
+            blank = np.zeros(len(frame), dtype=bool)
+            blank[maybe] = (frame.loc[maybe] == "").all(axis=1).to_numpy()
+            if blank.any():
+                notes["blank lines ignored"] = int(blank.sum())
+                frame, lines = frame.loc[~blank].reset_index(drop=True), lines[~blank]
     if frame.empty:
         raise BadPayloadError(
             f"{name}: the file has a header but no rows (columns: {', '.join(frame.columns)})",
             source=source,
         )
-    return frame.fillna("")
+    return LogFile(frame=frame, lines=lines, rows_read=len(frame), notes=notes)
 
 
 def require_columns(
@@ -223,15 +249,18 @@ def require_columns(
         )
 
 
-def drop_exact_duplicates(
-    frame: pd.DataFrame, lines: np.ndarray
-) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """Drop rows that repeat an earlier row in every column; keep the first."""
-    dup = frame.duplicated(keep="first").to_numpy()
+def without_duplicates(log_file: LogFile) -> LogFile:
+    """The file without rows that repeat an earlier row in every column (first kept, counted)."""
+    dup = log_file.frame.duplicated(keep="first").to_numpy()
     count = int(dup.sum())
     if not count:
-        return frame, lines, 0
-    return frame.loc[~dup].reset_index(drop=True), lines[~dup], count
+        return log_file
+    return LogFile(
+        frame=log_file.frame.loc[~dup].reset_index(drop=True),
+        lines=log_file.lines[~dup],
+        rows_read=log_file.rows_read,
+        notes={**log_file.notes, "duplicate rows dropped": count},
+    )
 
 
 def system_user_mask(values: pd.Series, users: Iterable[str]) -> pd.Series:

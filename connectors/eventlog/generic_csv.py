@@ -28,7 +28,6 @@ from connectors.eventlog.common import (
     collect_skipped,
     conform_tickets,
     derive,
-    drop_exact_duplicates,
     map_distinct,
     no_rows_left,
     parse_times,
@@ -36,6 +35,7 @@ from connectors.eventlog.common import (
     read_csv,
     system_user_mask,
     text,
+    without_duplicates,
 )
 from connectors.statusmap import StatusMap
 
@@ -119,14 +119,11 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
         ConnectorConfigError: an unknown key in ``columns``; naive times without ``timezone``.
     """
     source = config.name
-    frame = read_csv(path, source=source, delimiter=config.delimiter)
-    names = resolve_columns(config, frame.columns, path=path)
-    rows_read = len(frame)
-    lines = np.arange(2, rows_read + 2)
-    notes: dict[str, int] = {}
-    frame, lines, duplicates = drop_exact_duplicates(frame, lines)
-    if duplicates:
-        notes["duplicate rows dropped"] = duplicates
+    log_file = read_csv(path, source=source, delimiter=config.delimiter)
+    names = resolve_columns(config, log_file.frame.columns, path=path)
+    log_file = without_duplicates(log_file)
+    frame, lines, rows_read = log_file.frame, log_file.lines, log_file.rows_read
+    notes = dict(log_file.notes)
 
     def col(name: str) -> pd.Series:
         if name in names:

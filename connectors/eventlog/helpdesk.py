@@ -23,7 +23,6 @@ from connectors.eventlog.common import (
     CLEARED,
     collect_skipped,
     derive,
-    drop_exact_duplicates,
     map_distinct,
     no_rows_left,
     parse_times,
@@ -31,6 +30,7 @@ from connectors.eventlog.common import (
     require_columns,
     system_user_mask,
     text,
+    without_duplicates,
 )
 from connectors.statusmap import StatusMap
 
@@ -67,14 +67,11 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
         BadPayloadError: unreadable file or a required column missing.
     """
     source = config.name
-    frame = read_csv(path, source=source, delimiter=config.delimiter)
-    require_columns(frame, REQUIRED, path=path, source=source)
-    rows_read = len(frame)
-    lines = np.arange(2, rows_read + 2)
-    notes: dict[str, int] = {}
-    frame, lines, duplicates = drop_exact_duplicates(frame, lines)
-    if duplicates:
-        notes["duplicate rows dropped"] = duplicates
+    log_file = read_csv(path, source=source, delimiter=config.delimiter)
+    require_columns(log_file.frame, REQUIRED, path=path, source=source)
+    log_file = without_duplicates(log_file)
+    frame, lines, rows_read = log_file.frame, log_file.lines, log_file.rows_read
+    notes = dict(log_file.notes)
 
     tickets = text(frame[TICKET])
     times = parse_times(

@@ -333,6 +333,15 @@ def test_resolved_and_closed_times_follow_the_final_done_run() -> None:
 def test_read_csv_strips_header_blanks_and_keeps_na_like_text(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
     path.write_text("\ufeff ticket , time\nNA,null\n")
-    frame = read_csv(path, source="log")
+    frame = read_csv(path, source="log").frame
     assert list(frame.columns) == ["ticket", "time"]
     assert frame.iloc[0].tolist() == ["NA", "null"]
+
+
+def test_blank_lines_are_ignored_without_shifting_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("ticket,time,status\nT1,2024-01-01T09:00Z,new\n\n,,\nT1,soon,open\n\n")
+    got = read(path, "csv")
+    assert got.rows_read == 2
+    assert got.notes == {"blank lines ignored": 3}
+    assert [s.line for s in got.skipped] == [5]
