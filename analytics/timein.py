@@ -1,0 +1,149 @@
+"""Time in each state, status, team or assignee per ticket (calendar and business time).
+
+``TIS_i(v) = sum over the intervals of ticket i with value v of |interval ∩ [start, now]|``:
+revisits add up, the interval still running is counted up to ``now``, and intervals that begin
+after ``now`` do not count. Business time is the same sum measured in the work calendar of the
+team that held the ticket during each interval (else the ticket's source, else the default).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from analytics.clock import Calendars, business_between
+from analytics.facts import calendar_index
+from analytics.frames import (
+    FIELD_STATE,
+    FIELD_TEAM,
+    NAT,
+    STATES,
+    from_ns,
+    pick_or_none,
+    td,
+    timestamp_ns,
+)
+from analytics.log import Intervals, TicketLog
+from analytics.result import Result
+from analytics.stats import distinct_count
+
+__all__ = ["time_in_state", "time_in_values"]
+
+I64 = npt.NDArray[np.int64]
+
+VALUE = "value"
+TIME = "time"
+BUSINESS_TIME = "business_time"
+VISITS = "visits"
+FIRST_ENTERED = "first_entered"
+LAST_LEFT = "last_left"
+
+
+def _durations(
+    log: TicketLog, iv: Intervals, now: int, calendars: Calendars | None
+) -> tuple[I64, I64, I64, I64, I64, I64 | None]:
+    """Rows begun by ``now``: ticket, code, start, end (NAT while running), duration, business."""
+    rows = np.flatnonzero(iv.start <= now)
+    tk, code, start = iv.ticket[rows], iv.code[rows], iv.start[rows]
+    end = iv.clipped_end(now)[rows]
+    dur = end - start
+    business = None
+    if calendars is not None:
+        if iv.field == FIELD_TEAM:
+            which = calendars.index_for(team=iv.value_of(rows), source=log.source[tk])
+        else:
+            which = calendar_index(log, calendars, tk, start)
+        business = business_between(calendars, which, start, end)
+    running = (iv.end[rows] == NAT) | (iv.end[rows] > now)
+    return tk, code, start, np.where(running, NAT, end), dur, business
+
+
+def _group(tk: I64, code: I64, n_values: int) -> tuple[I64, I64]:
+    """Order rows by (ticket, value) and mark where each group begins."""
+    key = tk * (n_values + 1) + (code + 1)
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    heads = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]])) if len(k) else k
+    return order, heads
+
+
+def time_in_values(
+    log: TicketLog,
+    *,
+    field: str,
+    now: datetime | pd.Timestamp,
+    calendars: Calendars | None = None,
+) -> Result[None]:
+    """Time each ticket spent with each value of ``field`` (state, status, team, assignee).
+
+    Returns one row per (ticket, value) with ``time`` (calendar), ``business_time`` (when
+    ``calendars`` is given), ``visits`` (separate intervals), ``first_entered`` and ``last_left``
+    (NaT while the value is current). A missing value (unassigned, no team) is a row with value
+    None. ``n`` counts tickets with at least one interval by ``now``.
+    """
+    now_ns = timestamp_ns(now)
+    iv = log.intervals(field)
+    tk, code, start, end, dur, business = _durations(log, iv, now_ns, calendars)
+    order, heads = _group(tk, code, len(iv.values))
+    g_tk = tk[order][heads]
+    frame = log.keys_frame(g_tk)
+    frame[VALUE] = pick_or_none(iv.values, code[order][heads])
+    frame[TIME] = td(np.add.reduceat(dur[order], heads) if len(heads) else dur)
+    if business is not None:
+        b = business[order]
+        frame[BUSINESS_TIME] = td(np.add.reduceat(b, heads) if len(heads) else b)
+    frame[VISITS] = np.diff(np.append(heads, len(order))).astype(np.int64)
+    frame[FIRST_ENTERED] = from_ns(start[order][heads])
+    # last_left: NaT when the value's latest interval is still running at now
+    big = np.iinfo(np.int64).max
+    ends = np.where(end == NAT, big, end)[order]
+    last = np.maximum.reduceat(ends, heads) if len(heads) else ends
+    frame[LAST_LEFT] = from_ns(np.where(last == big, NAT, last))
+    return Result(
+        name=f"time_in_{field}",
+        frame=frame,
+        n=distinct_count(g_tk, log.n_tickets),
+        n_of="tickets with a known value by now",
+        now=pd.Timestamp(now_ns, tz="UTC"),
+        settings=None,
+        calendars=calendars,
+        definition="docs/metrics.md#time-in-state-status-team",
+    )
+
+
+def time_in_state(
+    log: TicketLog, *, now: datetime | pd.Timestamp, calendars: Calendars | None = None
+) -> Result[None]:
+    """Time in each lifecycle state per ticket, one column per state (``frames.STATES``).
+
+    With ``calendars`` the business times follow in columns ``business_<state>``. Tickets with no
+    known state by ``now`` are left out.
+    """
+    now_ns = timestamp_ns(now)
+    iv = log.intervals(FIELD_STATE)
+    tk, code, _start, _end, dur, business = _durations(log, iv, now_ns, calendars)
+    known = code >= 0
+    seen = np.zeros(log.n_tickets, dtype=bool)
+    seen[tk] = True
+    tickets = np.flatnonzero(seen)
+    pos = np.searchsorted(tickets, tk)
+    frame = log.keys_frame(tickets)
+    grids = [("", dur)] + ([("business_", business)] if business is not None else [])
+    for prefix, values in grids:
+        grid = np.zeros((len(tickets), len(STATES)), dtype=np.int64)
+        np.add.at(grid, (pos[known], code[known]), values[known])
+        for j, state in enumerate(STATES):
+            frame[prefix + state] = td(grid[:, j])
+    return Result(
+        name="time_in_state",
+        frame=frame,
+        n=len(tickets),
+        n_of="tickets with a known state by now",
+        now=pd.Timestamp(now_ns, tz="UTC"),
+        settings=None,
+        calendars=calendars,
+        definition="docs/metrics.md#time-in-state-status-team",
+    )
