@@ -12,12 +12,15 @@ computed from it, keyed by what was asked (analysis name and parameters).
 - Computation is single-flight: when fifty requests ask for the same missing result at once,
   one computes it and the others wait for it.
 - Entries are bounded (least recently used go first).
+- A loaded snapshot is moved out of the garbage collector's sight (``gc.freeze``): its millions
+  of small objects would otherwise make every full collection stall all requests.
 
 Every result carries ``as_of``: the ``now`` it was computed for.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -146,6 +149,7 @@ class AnalyticsCache:
             if current is not None and current.version == self.version():
                 return current
             started = time.perf_counter()
+            gc.unfreeze()
             with self._engine.connect() as conn:
                 tickets = read_tickets_frame(conn)
                 events = read_events_frame(conn)
@@ -154,6 +158,10 @@ class AnalyticsCache:
             )
             self._snapshot = loaded
             self.stats.reloads += 1
+            # the frames hold millions of Python strings; keep the cyclic garbage collector
+            # from walking them on every full collection (which stalls all requests)
+            gc.collect()
+            gc.freeze()
             seconds = time.perf_counter() - started
             log.info(
                 "warehouse snapshot loaded",
