@@ -139,17 +139,20 @@ def _fold(value: object) -> str:
     return " ".join(value.split()).casefold() if isinstance(value, str) else ""
 
 
-def _objects(values: pd.Series) -> pd.Series:
-    """Object column with None for every kind of missing and for CLEARED."""
+def _objects(values: pd.Series, *, cleared: bool = True) -> pd.Series:
+    """Object column with None for every kind of missing (and for CLEARED, when it can occur)."""
     arr = values.to_numpy(dtype=object, copy=True)
-    arr[pd.isna(arr) | (arr == CLEARED)] = None
+    missing = pd.isna(arr)
+    if cleared:
+        missing |= arr == CLEARED
+    arr[missing] = None
     return pd.Series(arr, index=values.index, dtype=object)
 
 
-def _like_constructor(values: pd.Series) -> pd.Series:
+def _like_constructor(values: pd.Series, *, cleared: bool = True) -> pd.Series:
     """Text as ``tickets_frame``/``events_frame`` type it: the DataFrame constructor's
     inference (``str`` when every value is text or missing, object when all are missing)."""
-    return _objects(values).infer_objects()
+    return _objects(values, cleared=cleared).infer_objects()
 
 
 def _utc_like_canonical(values: pd.Series) -> pd.Series:
@@ -606,10 +609,12 @@ def _events_frame(parts: list[pd.DataFrame], *, source: str) -> pd.DataFrame:
     events["source"] = source
     events["event_key"] = None
     events["origin"] = EventOrigin.HISTORY.value
-    for col in ("source", "ticket_id", "old_value", "new_value", "actor"):
+    for col in ("source", "ticket_id", "actor"):
+        events[col] = _like_constructor(events[col], cleared=False)
+    for col in ("old_value", "new_value"):
         events[col] = _like_constructor(events[col])
     for col in ("field", "origin"):
-        events[col] = _objects(events[col])
+        events[col] = _objects(events[col], cleared=False)
     events["occurred_at"] = _utc_like_canonical(events["occurred_at"])
     events["seq"] = events["seq"].astype("int64")
     return events[list(EVENT_COLUMNS)]
