@@ -9,12 +9,13 @@ bulk importers build the frames directly. ``docs/model.md`` documents every fiel
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
@@ -225,15 +226,16 @@ def derived_event_keys(events: pd.DataFrame) -> pd.Series:
     """
     if events.empty:
         return pd.Series([], index=events.index, dtype=object)
-    instants = _utc(events["occurred_at"]).dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
-    parts: Sequence[pd.Series] = (
-        events["ticket_id"].astype(str),
-        instants,
-        events["field"].astype(str),
-        events["old_value"].fillna("\x00").astype(str),
-        events["new_value"].fillna("\x00").astype(str),
+    stamps = _utc(events["occurred_at"]).dt.tz_localize(None).to_numpy("datetime64[us]")
+    columns = (
+        events["ticket_id"].astype(str).to_numpy(object),
+        np.datetime_as_string(stamps, unit="us").astype(object),
+        events["field"].astype(str).to_numpy(object),
+        events["old_value"].fillna("\x00").astype(str).to_numpy(object),
+        events["new_value"].fillna("\x00").astype(str).to_numpy(object),
     )
-    others: Any = list(parts[1:])  # pandas-stubs only admit str lists here
-    joined: pd.Series = parts[0].str.cat(others, sep="\x1f")
-    keys: pd.Series = joined.map(lambda s: hashlib.blake2b(s.encode(), digest_size=16).hexdigest())
-    return keys.astype(object)
+    keys = [
+        hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+        for parts in zip(*columns, strict=True)
+    ]
+    return pd.Series(keys, index=events.index, dtype=object)
