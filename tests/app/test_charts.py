@@ -1,0 +1,187 @@
+"""Charts and the analytics endpoints behind them: figures, pages, filters, tokens, caching."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from tests.app.test_api_support import (
+    ADMIN,
+    READ,
+    XSS_TITLE,
+    client_for,
+    key_env,
+    settings_for,
+    warehouse,
+)
+
+WIRED = ("aging", "throughput")
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engine]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('charts') / 'w.db'}"
+    engine = warehouse(url)
+    yield url, engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client(filled: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    key_env(monkeypatch)
+    url, engine = filled
+    with client_for(settings_for(url), engine) as c:
+        yield c
+
+
+def _values(array: object) -> list[float]:
+    """A Plotly data array: a plain list, or typed-array JSON (``{"dtype", "bdata"}``)."""
+    if isinstance(array, dict):
+        raw = base64.b64decode(array["bdata"])
+        return [float(v) for v in np.frombuffer(raw, dtype=np.dtype(array["dtype"]))]
+    assert isinstance(array, list)
+    return [float(v) for v in array]
+
+
+def _points(figure: dict[str, object]) -> int:
+    data = figure["data"]
+    assert isinstance(data, list)
+    return sum(len(_values(trace.get("y") or [])) for trace in data)
+
+
+def test_chart_list(client: TestClient) -> None:
+    charts = {c["name"]: c for c in client.get("/charts", headers=READ).json()}
+    assert set(WIRED) <= set(charts)
+    assert charts["aging"]["page"] == "/charts/aging"
+    assert charts["aging"]["figure"] == "/charts/aging.json"
+
+
+@pytest.mark.parametrize("name", WIRED)
+def test_figure_json_has_data_title_and_axes(client: TestClient, name: str) -> None:
+    response = client.get(f"/charts/{name}.json", headers=READ)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    figure = response.json()
+    assert _points(figure) > 0
+    layout = figure["layout"]
+    assert layout["title"]["text"]
+    assert layout["xaxis"]["title"]["text"] and layout["yaxis"]["title"]["text"]
+
+
+def test_aging_points_are_open_tickets_with_escaped_hover_and_links(client: TestClient) -> None:
+    figure = client.get("/charts/aging.json", headers=READ).json()
+    texts = [t for trace in figure["data"] for t in trace["text"]]
+    links = [c[0] for trace in figure["data"] for c in trace["customdata"]]
+    open_total = client.get("/api/v1/tickets?status=open", headers=READ).json()["total"]
+    assert len(texts) == open_total == 16
+    assert any(t.startswith("INC0001: Printer 1 jammed") for t in texts)
+    hostile = [t for t in texts if "INC0005" in t]
+    assert hostile and "<script>" not in hostile[0] and "&lt;script&gt;" in hostile[0]
+    # the ticket with a javascript: URL gets no link; the others link to their tool
+    assert None in links
+    assert "https://desk.example.org/ticket/T1" in links
+    assert not any(isinstance(u, str) and u.startswith("javascript") for u in links)
+
+
+def test_filters_apply_to_charts(client: TestClient) -> None:
+    network = client.get("/charts/aging.json?team=Network", headers=READ).json()
+    listed = client.get("/api/v1/tickets?team=Network&status=open", headers=READ).json()["total"]
+    assert _points(network) == listed
+    finished = client.get("/charts/throughput.json?team=Network", headers=READ).json()
+    everyone = client.get("/charts/throughput.json", headers=READ).json()
+    total = sum(_values(everyone["data"][0]["y"]))
+    assert sum(_values(finished["data"][0]["y"])) <= total
+    assert total == 4  # the four resolved tickets
+    empty = client.get("/charts/aging.json?team=Nobody", headers=READ).json()
+    assert _points(empty) == 0 and "No open tickets" in json.dumps(empty)
+
+
+def test_chart_page_is_self_contained(client: TestClient) -> None:
+    response = client.get("/charts/aging?team=Network", headers=READ)
+    assert response.status_code == 200
+    page = response.text
+    assert '<script src="/static/plotly.min.js' in page
+    assert '<script src="/static/embed.js' in page
+    assert "cdn" not in page.lower() and "https://" not in page.split("<body")[0]
+    block = page.split('type="application/json" id="figure-aging">')[1].split("</script>")[0]
+    assert "<" not in block  # the figure cannot close its script block
+    assert _points(json.loads(block)) > 0
+    csp = response.headers["content-security-policy"]
+    assert "frame-ancestors 'self'" in csp and "script-src 'self'" in csp
+
+
+def test_unknown_chart_lists_the_known_ones(client: TestClient) -> None:
+    response = client.get("/charts/nope.json", headers=READ)
+    assert response.status_code == 404
+    assert "aging" in response.json()["detail"]
+
+
+def test_tokens_open_only_their_charts_and_pins(client: TestClient) -> None:
+    minted = client.post(
+        "/api/v1/embed-tokens", json={"charts": ["aging"], "team": "Network"}, headers=ADMIN
+    ).json()
+    token = minted["token"]
+    assert minted["urls"] == {"aging": f"/charts/aging?token={token}"}
+    own = client.get(f"/charts/aging.json?token={token}")
+    assert own.status_code == 200
+    listed = client.get("/api/v1/tickets?team=Network&status=open", headers=READ).json()["total"]
+    assert _points(own.json()) == listed  # pinned to the team without asking
+    assert client.get(f"/charts/aging?token={token}").status_code == 200
+    assert client.get(f"/charts/throughput.json?token={token}").status_code == 403
+    assert client.get(f"/charts/aging.json?team=Workplace&token={token}").status_code == 403
+    assert client.get(f"/api/v1/aging?token={token}").status_code == 401
+
+
+def test_charts_are_computed_once_per_warehouse_version(client: TestClient) -> None:
+    cache = client.app.state.cache  # type: ignore[attr-defined]
+    client.get("/charts/aging.json?team=Workplace", headers=READ)
+    client.get("/api/v1/aging?team=Workplace", headers=READ)
+    misses = cache.stats.misses
+    for _ in range(5):
+        assert client.get("/charts/aging.json?team=Workplace", headers=READ).status_code == 200
+        assert client.get("/api/v1/aging?team=Workplace", headers=READ).status_code == 200
+    assert cache.stats.misses == misses
+
+
+def test_aging_endpoint(client: TestClient) -> None:
+    body = client.get("/api/v1/aging?limit=5", headers=READ).json()
+    assert body["total"] == 16 and len(body["items"]) == 5 and body["as_of"]
+    first = body["items"][0]
+    assert {"number", "title", "url", "age", "state", "pace", "over_sle"} <= set(first)
+    ages = [i["age"] for i in client.get("/api/v1/aging", headers=READ).json()["items"]]
+    assert len(ages) == 16
+    rows = list(
+        csv.DictReader(
+            io.StringIO(client.get("/api/v1/aging?format=csv&team=Network", headers=READ).text)
+        )
+    )
+    assert len(rows) == client.get("/api/v1/aging?team=Network", headers=READ).json()["total"]
+    assert {r["team"] for r in rows} == {"Network"}
+    assert client.get("/api/v1/aging?state=bogus", headers=READ).status_code == 422
+
+
+def test_throughput_endpoint(client: TestClient) -> None:
+    body = client.get("/api/v1/throughput", headers=READ).json()
+    days = body["items"]
+    assert sum(d["throughput"] for d in days) == 4
+    assert any(d["throughput"] == 0 for d in days)  # zero days are kept
+    text = client.get("/api/v1/throughput?format=csv", headers=READ).text
+    assert text.splitlines()[0] == "date,throughput"
+
+
+def test_dashboard_shows_charts_for_a_team(client: TestClient) -> None:
+    token = client.post(
+        "/api/v1/embed-tokens", json={"charts": ["dashboard"]}, headers=ADMIN
+    ).json()["token"]
+    page = client.get(f"/?team=Network&token={token}").text
+    assert 'id="figure-aging"' in page and 'id="figure-throughput"' in page
+    assert '<option value="Network" selected>' in page
+    assert XSS_TITLE not in page
