@@ -81,9 +81,10 @@ def utc_strings(values: pd.Series, *, dialect: str) -> np.ndarray:
             f"column `{values.name}` is {values.dtype}: warehouse times must be timezone-aware"
         )
     raw = stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-    text = np.datetime_as_string(raw, unit="us")
-    if dialect == "postgresql":
-        text = np.char.add(text, "Z")
+    # timezone="UTC" appends the Z (cheaper than adding it to every string afterwards)
+    text = np.datetime_as_string(
+        raw, unit="us", timezone="UTC" if dialect == "postgresql" else "naive"
+    )
     out: np.ndarray = text.astype(object)
     out[stamps.isna().to_numpy()] = None
     return out
