@@ -31,6 +31,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from app.alert_settings import AlertSettings, ScheduleSettings
 from app.errors import ConfigError
 from connectors.config import SourceConfig
 
@@ -238,6 +239,8 @@ class Settings(BaseSettings):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
     @field_validator("sources")
     @classmethod
