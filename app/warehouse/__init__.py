@@ -1,5 +1,6 @@
 """The warehouse: canonical tickets, events and sync state in SQLite or PostgreSQL."""
 
+from app.warehouse import alerts_schema as alerts_schema  # registers the alert tables
 from app.warehouse.engine import current_revision, head_revision, make_engine, upgrade
 from app.warehouse.reads import (
     read_events_frame,
