@@ -21,19 +21,16 @@ import pandas as pd
 from connectors.base import TicketType
 from connectors.config import EventLogSourceConfig
 from connectors.eventlog import LogImport
-from connectors.eventlog.common import (
-    CLEARED,
+from connectors.eventlog.common import CLEARED, derive
+from connectors.eventlog.files import (
     collect_skipped,
-    derive,
     no_rows_left,
-    parse_times,
-    priority_from_map,
     read_csv,
     require_columns,
-    system_user_mask,
-    text,
     without_duplicates,
 )
+from connectors.eventlog.times import parse_times
+from connectors.eventlog.values import priority_from_map, system_user_mask, text
 from connectors.statusmap import StatusMap
 
 __all__ = ["DEFAULT_SYSTEM_USERS", "DEFAULT_TIMEZONE", "IMPACT_LEVELS", "read"]

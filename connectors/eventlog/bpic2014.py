@@ -22,20 +22,17 @@ import pandas as pd
 from connectors.base import EventField, TicketType
 from connectors.config import EventLogSourceConfig
 from connectors.eventlog import LogImport
-from connectors.eventlog.common import (
+from connectors.eventlog.common import conform_tickets, derive
+from connectors.eventlog.files import (
     collect_skipped,
-    conform_tickets,
-    derive,
     json_rows,
-    map_distinct,
     no_rows_left,
-    parse_times,
-    priority_from_number,
     read_csv,
     require_columns,
-    text,
     without_duplicates,
 )
+from connectors.eventlog.times import parse_times
+from connectors.eventlog.values import map_distinct, priority_from_number, text
 from connectors.statusmap import StatusMap
 
 __all__ = [

@@ -23,20 +23,10 @@ from connectors.base import TicketType
 from connectors.config import EventLogSourceConfig
 from connectors.errors import BadPayloadError, ConnectorConfigError
 from connectors.eventlog import LogImport
-from connectors.eventlog.common import (
-    CLEARED,
-    collect_skipped,
-    conform_tickets,
-    derive,
-    map_distinct,
-    no_rows_left,
-    parse_times,
-    priority_from_number,
-    read_csv,
-    system_user_mask,
-    text,
-    without_duplicates,
-)
+from connectors.eventlog.common import CLEARED, conform_tickets, derive
+from connectors.eventlog.files import collect_skipped, no_rows_left, read_csv, without_duplicates
+from connectors.eventlog.times import parse_times
+from connectors.eventlog.values import map_distinct, priority_from_number, system_user_mask, text
 from connectors.statusmap import StatusMap
 
 __all__ = ["COLUMNS", "REQUIRED", "read", "resolve_columns"]

@@ -27,7 +27,9 @@ from connectors.base import (
 from connectors.config import EventLogSourceConfig
 from connectors.errors import BadPayloadError, ConnectorConfigError
 from connectors.eventlog import LogImport, read_event_log
-from connectors.eventlog.common import derive, parse_times, read_csv
+from connectors.eventlog.common import derive
+from connectors.eventlog.files import read_csv
+from connectors.eventlog.times import parse_times
 from connectors.statusmap import StatusMap, default_status_map
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "eventlog"
