@@ -172,6 +172,25 @@ class EventLogSourceConfig(SourceConfigBase):
     """bpic2014: the case table; found beside the activity file when unset"""
     url_template: str | None = None
     """link to a ticket in its own tool, e.g. ``https://tool/ticket/{external_id}``"""
+    customer_update_activities: list[str] = Field(default_factory=list)
+    """csv format, ``activity`` column: activities that are ``customer_update`` events
+    (matched ignoring case and blanks, like the status map; a status-map entry wins)"""
+    internal_update_activities: list[str] = Field(default_factory=list)
+    """csv format, ``activity`` column: known activities that are ``internal_update`` events and
+    are not reported in ``unknown_activities``"""
+
+    @model_validator(mode="after")
+    def _update_lists_disjoint(self) -> EventLogSourceConfig:
+        def fold(values: list[str]) -> set[str]:
+            return {" ".join(v.split()).casefold() for v in values}
+
+        both = fold(self.customer_update_activities) & fold(self.internal_update_activities)
+        if both:
+            raise ValueError(
+                "activities in both `customer_update_activities` and "
+                f"`internal_update_activities`: {', '.join(sorted(both))}"
+            )
+        return self
 
 
 SourceConfig = Annotated[

@@ -19,14 +19,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from connectors.base import TicketType
+from connectors.base import EventField, TicketType
 from connectors.config import EventLogSourceConfig
 from connectors.errors import BadPayloadError, ConnectorConfigError
 from connectors.eventlog import LogImport
 from connectors.eventlog.common import CLEARED, conform_tickets, derive
 from connectors.eventlog.files import collect_skipped, no_rows_left, read_csv, without_duplicates
 from connectors.eventlog.times import parse_times
-from connectors.eventlog.values import map_distinct, priority_from_number, system_user_mask, text
+from connectors.eventlog.values import (
+    fold,
+    map_distinct,
+    priority_from_number,
+    system_user_mask,
+    text,
+)
 from connectors.statusmap import StatusMap
 
 __all__ = ["COLUMNS", "REQUIRED", "read", "resolve_columns"]
@@ -40,6 +46,8 @@ COLUMNS = (*REQUIRED, *STATE_SOURCES, *OPTIONAL)
 """the canonical names ``config.columns`` may map"""
 
 _TYPES = {t.value: t for t in TicketType}
+_STATUS, _UNKNOWN = "status", "unknown"
+_CUSTOMER, _INTERNAL = str(EventField.CUSTOMER_UPDATE), str(EventField.INTERNAL_UPDATE)
 
 
 def resolve_columns(
@@ -94,6 +102,30 @@ def _ticket_types(values: pd.Series, default: TicketType) -> tuple[pd.Series, in
     return out.map(str).astype(object), int(unrecognised.sum())
 
 
+def _activity_kinds(
+    activity: pd.Series, config: EventLogSourceConfig, status_map: StatusMap | None
+) -> pd.Series:
+    """Per row: ``status`` (the status map knows the activity; only with ``status_map``),
+    ``customer_update`` / ``internal_update`` (listed in the config), ``unknown``, or None
+    (no activity)."""
+    customer = {fold(a) for a in config.customer_update_activities}
+    internal = {fold(a) for a in config.internal_update_activities}
+
+    def classify(value: object) -> str | None:
+        if not isinstance(value, str):
+            return None
+        if status_map is not None and status_map.knows(value):
+            return _STATUS
+        folded = fold(value)
+        if folded in customer:
+            return _CUSTOMER
+        if folded in internal:
+            return _INTERNAL
+        return _UNKNOWN
+
+    return map_distinct(activity, classify)
+
+
 def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> LogImport:
     """Read a generic CSV change log.
 
@@ -101,7 +133,9 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
         path: the (plain or gzip-compressed) CSV, separated by ``config.delimiter``.
         config: ``columns`` (canonical name -> file column), ``time_format`` (strptime; ISO
             8601 when unset), ``timezone`` (required when times carry no offset),
-            ``ticket_type`` (default incident), ``system_users``, ``url_template``.
+            ``ticket_type`` (default incident), ``system_users``, ``url_template``,
+            ``customer_update_activities`` / ``internal_update_activities`` (activities that
+            are updates of that kind rather than unknown).
         status_map: raw status (or status-setting activity) -> lifecycle state.
 
     Raises:
@@ -145,15 +179,14 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
     kept = pd.Series(keep, index=frame.index)
     activity = col("activity")
     unknown_activities: dict[str, int] = {}
-    if "status" in names:
+    has_status = "status" in names
+    kind = _activity_kinds(activity, config, None if has_status else status_map)
+    update = activity.notna() & kind.ne(_STATUS)
+    if has_status:
         status = col("status")
-        update = activity.notna()
     else:
-        sets = map_distinct(activity, lambda a: isinstance(a, str) and status_map.knows(a))
-        sets = sets.astype(bool)
-        status = activity.where(sets, None)
-        update = activity.notna() & ~sets
-        counts = activity[update & kept].value_counts()
+        status = activity.where(kind.eq(_STATUS), None)
+        counts = activity[kind.eq(_UNKNOWN) & kept].value_counts()
         unknown_activities = {str(k): int(v) for k, v in counts.items()}
     assignee = col("assignee")
     system = system_user_mask(assignee, config.system_users or ())
@@ -171,7 +204,7 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
             "category": col("category"),
             "title": col("title"),
             "requester": col("requester"),
-            "update_kind": pd.Series("internal_update", index=frame.index).where(update, None),
+            "update_kind": kind.where(kind.ne(_UNKNOWN), _INTERNAL).where(update, None),
             "update_label": activity.where(update, None),
         }
     )[keep]

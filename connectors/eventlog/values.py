@@ -11,6 +11,7 @@ import pandas as pd
 
 __all__ = [
     "PriorityLevels",
+    "fold",
     "map_distinct",
     "priority_from_map",
     "priority_from_number",
@@ -46,22 +47,23 @@ def text(values: pd.Series) -> pd.Series:
     return map_distinct(values, _clean)
 
 
-def _fold(value: object) -> str:
+def fold(value: object) -> str:
+    """Text as the status map matches it: blanks collapsed, case folded ("" for non-text)."""
     return " ".join(value.split()).casefold() if isinstance(value, str) else ""
 
 
 def system_user_mask(values: pd.Series, users: Iterable[str]) -> pd.Series:
     """True where the value is one of the system users (ignoring case and blanks)."""
-    wanted = {_fold(u) for u in users}
-    return map_distinct(values, lambda v: _fold(v) in wanted).astype(bool)
+    wanted = {fold(u) for u in users}
+    return map_distinct(values, lambda v: fold(v) in wanted).astype(bool)
 
 
 def priority_from_map(levels: Mapping[str, int]) -> PriorityLevels:
     """A priority normaliser from a label -> level map (matching ignores case and blanks)."""
-    norm = {_fold(k): v for k, v in levels.items()}
+    norm = {fold(k): v for k, v in levels.items()}
 
     def apply(raw: pd.Series) -> pd.Series:
-        return map_distinct(raw, lambda v: norm.get(_fold(v))).astype("Int64")
+        return map_distinct(raw, lambda v: norm.get(fold(v))).astype("Int64")
 
     return apply
 

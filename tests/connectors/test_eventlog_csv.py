@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from connectors.base import TicketRecord, TicketType
 from connectors.errors import BadPayloadError, ConnectorConfigError
@@ -17,6 +18,7 @@ from tests.connectors.test_eventlog_common import (
     assert_events,
     assert_tickets,
     at,
+    config,
     ev,
     read,
 )
@@ -223,3 +225,101 @@ def test_naive_times_need_a_timezone(tmp_path: Path) -> None:
     config = {**MAPPED, "timezone": None}
     with pytest.raises(ConnectorConfigError, match=r"without a UTC offset.*set `timezone`"):
         read(MINI, "csv", **config)
+
+
+ACTIVITY_MINI = DATA / "generic_activity_mini.csv"
+ACTIVITY: dict[str, Any] = {
+    "columns": {"ticket": "case", "time": "at", "activity": "step", "actor": "who"},
+}
+UPDATE_LISTS: dict[str, Any] = {
+    "customer_update_activities": ["Mail to Customer", "Customer replied"],
+    "internal_update_activities": ["work note"],
+}
+
+
+def _activity_events(customer: F, internal: F) -> list[Any]:
+    """The events of the activity fixture; ``customer`` / ``internal`` are the fields of its
+    customer-visible and internal update rows."""
+    return [
+        ev("C1", "2024-01-01 09:00", 0, F.STATE, None, "new", "desk"),
+        ev("C1", "2024-01-01 09:00", 0, F.STATUS, None, "Open", "desk"),
+        ev("C1", "2024-01-01 09:30", 1, customer, None, "Mail to customer", "ann"),
+        ev("C1", "2024-01-01 10:00", 2, internal, None, "WORK NOTE", "ann"),
+        ev("C1", "2024-01-01 10:15", 3, F.INTERNAL_UPDATE, None, "Escalated", "ann"),
+        ev("C1", "2024-01-01 11:00", 4, F.STATE, "new", "resolved", "ann"),
+        ev("C1", "2024-01-01 11:00", 4, F.STATUS, "Open", "Resolved", "ann"),
+        ev("C2", "2024-01-02 09:00", 0, F.STATE, None, "new", "desk"),
+        ev("C2", "2024-01-02 09:00", 0, F.STATUS, None, "Open", "desk"),
+        ev("C2", "2024-01-02 09:05", 1, customer, None, "customer  replied"),
+        ev("C2", "2024-01-02 09:10", 2, F.INTERNAL_UPDATE, None, "Escalated", "bob"),
+    ]
+
+
+def test_listed_activities_become_customer_and_internal_updates() -> None:
+    got = read(ACTIVITY_MINI, "csv", **ACTIVITY, **UPDATE_LISTS)
+    # matched ignoring case and blanks: "Mail to Customer", "work note", "customer  replied"
+    assert_events(got.events, _activity_events(F.CUSTOMER_UPDATE, F.INTERNAL_UPDATE))
+    assert got.unknown_activities == {"Escalated": 2}
+    assert got.unknown_statuses == {}
+    assert got.tickets[["external_id", "raw_status", "state"]].values.tolist() == [
+        ["C1", "Resolved", "resolved"],
+        ["C2", "Open", "new"],
+    ]
+
+
+def test_without_the_lists_every_non_status_activity_is_an_unknown_internal_update() -> None:
+    got = read(ACTIVITY_MINI, "csv", **ACTIVITY)
+    assert_events(got.events, _activity_events(F.INTERNAL_UPDATE, F.INTERNAL_UPDATE))
+    assert got.unknown_activities == {
+        "Escalated": 2,
+        "Mail to customer": 1,
+        "WORK NOTE": 1,
+        "customer  replied": 1,
+    }
+
+
+def test_the_status_map_wins_over_the_update_lists() -> None:
+    lists = {**UPDATE_LISTS, "customer_update_activities": ["resolved", "mail to customer"]}
+    got = read(ACTIVITY_MINI, "csv", **ACTIVITY, **lists)
+    c1 = got.events[got.events["ticket_id"] == "C1"]
+    assert c1[["seq", "field", "new_value"]].values.tolist() == [
+        [0, "state", "new"],
+        [0, "status", "Open"],
+        [1, "customer_update", "Mail to customer"],
+        [2, "internal_update", "WORK NOTE"],
+        [3, "internal_update", "Escalated"],
+        [4, "state", "resolved"],
+        [4, "status", "Resolved"],
+    ]
+    assert got.unknown_activities == {"Escalated": 2, "customer  replied": 1}
+
+
+def test_with_a_status_column_the_customer_list_still_marks_customer_updates(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text(
+        "ticket,time,status,activity\n"
+        "T1,2024-01-01T09:00Z,Open,Logged\n"
+        "T1,2024-01-01T10:00Z,,Mail to customer\n"
+        "T1,2024-01-01T11:00Z,,Note added\n"
+    )
+    got = read(path, "csv", customer_update_activities=["mail to customer"])
+    assert got.events[["field", "new_value"]].values.tolist() == [
+        ["state", "new"],
+        ["status", "Open"],
+        ["internal_update", "Logged"],
+        ["customer_update", "Mail to customer"],
+        ["internal_update", "Note added"],
+    ]
+    assert got.unknown_activities == {}
+
+
+def test_an_activity_in_both_update_lists_is_a_config_error() -> None:
+    both = r"activities in both `customer_update_activities` and `internal_update_activities`"
+    with pytest.raises(ValidationError, match=both + r": work note \[type"):
+        config(
+            "csv",
+            customer_update_activities=["Work  Note"],
+            internal_update_activities=["work note"],
+        )
