@@ -57,6 +57,7 @@ from analytics.snapshot import (
     priority_text,
     thresholds_ns,
 )
+from analytics.stats import rows_of
 
 __all__ = [
     "BLOCKER_COLUMNS",
@@ -307,25 +308,24 @@ def customers_not_updated(
 ) -> Result[BlockerSettings]:
     """Open tickets in our court whose customer has not heard from us within the cadence."""
     snap, settings, calendars = _setup(log, now, settings, calendars)
-    n = log.n_tickets
     # last customer-visible update not made by the requester
-    mask = (log.ev_field == FIELDS.index(FIELD_CUSTOMER_UPDATE)) & (log.ev_time <= snap.now)
+    rows = rows_of(log.ev_offsets, snap.rows)
+    rows = rows[
+        (log.ev_field[rows] == FIELDS.index(FIELD_CUSTOMER_UPDATE))
+        & (log.ev_time[rows] <= snap.now)
+    ]
     requester = log.column(REQUESTER)
-    rows = np.flatnonzero(mask)
-    by_requester = (log.ev_actor[rows] == requester[log.ev_ticket[rows]]) & pd.notna(
-        log.ev_actor[rows]
-    )
+    actor = log.ev_actor[rows]
+    by_requester = (actor == requester[log.ev_ticket[rows]]) & pd.notna(actor)
     rows = rows[~by_requester]
-    last_update = np.full(n, NAT, dtype=np.int64)
+    last_update = np.full(len(snap.rows), NAT, dtype=np.int64)
     # events are sorted by time within a ticket: the last write per ticket wins
-    last_update[log.ev_ticket[rows]] = log.ev_time[rows]
+    last_update[np.searchsorted(snap.rows, log.ev_ticket[rows])] = log.ev_time[rows]
 
     ours_codes = np.array([STATES.index(s) for s in settings.our_court_states], dtype=np.int64)
-    court_since = _court_since(log, snap.now, ours_codes)
+    court_since = _court_since(log, snap.now, ours_codes, snap.rows)
     in_court = np.isin(snap.state, ours_codes)
-    ref = np.maximum(
-        np.maximum(last_update[snap.rows], court_since[snap.rows]), log.created[snap.rows]
-    )
+    ref = np.maximum(np.maximum(last_update, court_since), log.created[snap.rows])
     business = snap.business_since(calendars, ref)
     cadence = thresholds_ns(
         settings.update_cadence,
@@ -337,7 +337,7 @@ def customers_not_updated(
     pick = np.flatnonzero(in_court & (ref != NAT) & (business >= cadence))
     frame = _frame(log, snap, pick, "customer_not_updated", ref[pick], business[pick])
     frame[THRESHOLD] = td(cadence[pick])
-    lu = last_update[snap.rows[pick]]
+    lu = last_update[pick]
     basis = np.where(
         lu == ref[pick],
         "since the last customer update",
@@ -360,22 +360,24 @@ def customers_not_updated(
     return _result("customers_not_updated", frame, snap, settings, calendars)
 
 
-def _court_since(log: TicketLog, now: int, ours: I64) -> I64:
-    """Per ticket: when its current run of our-court states began (NAT if not in our court)."""
+def _court_since(log: TicketLog, now: int, ours: I64, tickets: I64) -> I64:
+    """Per ticket of ``tickets`` (sorted): when its current run of our-court states began (NAT if
+    not in our court)."""
     iv = log.intervals(FIELD_STATE)
-    rows = np.flatnonzero(iv.start <= now)
+    rows = rows_of(iv.offsets, tickets)
+    rows = rows[iv.start[rows] <= now]
     tk, code, start = iv.ticket[rows], iv.code[rows], iv.start[rows]
     mine = np.isin(code, ours)
     new_run = np.ones(len(rows), dtype=bool)
     if len(rows):
         new_run[1:] = (tk[1:] != tk[:-1]) | (mine[1:] != mine[:-1])
     first = np.maximum.accumulate(np.where(new_run, np.arange(len(rows)), 0))
-    out = np.full(log.n_tickets, NAT, dtype=np.int64)
+    out = np.full(len(tickets), NAT, dtype=np.int64)
     last = np.ones(len(rows), dtype=bool)
     if len(rows):
         last[:-1] = tk[1:] != tk[:-1]
     lr = np.flatnonzero(last & mine)
-    out[tk[lr]] = start[first[lr]]
+    out[np.searchsorted(tickets, tk[lr])] = start[first[lr]]
     return out
 
 

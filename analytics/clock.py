@@ -29,7 +29,15 @@ import pandas as pd
 from analytics.errors import InvalidSettingsError
 from analytics.frames import NAT
 
-__all__ = ["BusinessSpan", "Calendars", "WorkCalendar", "add_business", "business_between"]
+__all__ = [
+    "BusinessSpan",
+    "Calendars",
+    "WorkCalendar",
+    "add_business",
+    "business_between",
+    "cumulative_business",
+    "day_index",
+]
 
 I64 = npt.NDArray[np.int64]
 _HOUR = 3_600_000_000_000
@@ -148,6 +156,8 @@ class Calendars:
         """For each row, the index (into ``all()``) of the calendar of its team or source."""
         cals = self.all()
         out = np.zeros(len(team), dtype=np.int8)
+        if len(cals) == 1:
+            return out
         if self.by_source:
             out = _lookup(source, {k: cals.index(v) for k, v in self.by_source.items()}, out)
         if self.by_team:
@@ -220,12 +230,16 @@ def _days(cal: WorkCalendar, first_year: int, last_year: int) -> _Days:
 
 def _years(cal: WorkCalendar, *arrays: I64) -> tuple[int, int]:
     lo, hi = None, None
+    big = np.iinfo(np.int64).max
     for arr in arrays:
-        valid = arr[arr != NAT]
-        if len(valid):
-            a, b = int(valid.min()), int(valid.max())
-            lo = a if lo is None else min(lo, a)
-            hi = b if hi is None else max(hi, b)
+        if not len(arr):
+            continue
+        b = int(arr.max())
+        if b == NAT:
+            continue
+        a = int(np.min(arr, where=arr != NAT, initial=big))
+        lo = a if lo is None else min(lo, a)
+        hi = b if hi is None else max(hi, b)
     if lo is None or hi is None:
         return 2000, 2000
     tz = ZoneInfo(cal.timezone)
@@ -234,9 +248,25 @@ def _years(cal: WorkCalendar, *arrays: I64) -> tuple[int, int]:
     return first, last
 
 
+def day_index(midnight: I64, t: I64) -> I64:
+    """Index of the local day containing each instant, given the UTC instants of consecutive
+    local midnights (clipped to the days given).
+
+    Days are 24 hours give or take a DST hour, so ``(t - first midnight) // 24 h`` is off by at
+    most one day; two correction passes make it exact. Cheaper than a binary search per instant.
+    """
+    last = len(midnight) - 2
+    d: I64 = np.clip((t - midnight[0]) // _DAY, 0, last).astype(np.int64)
+    if midnight[-1] - midnight[0] == (len(midnight) - 1) * _DAY:
+        return d  # no DST in this range: every day is 24 hours
+    for _ in range(2):
+        d -= (t < midnight[d]) & (d > 0)
+        d += (t >= midnight[d + 1]) & (d < last)
+    return d
+
+
 def _cumulative(days: _Days, t: I64) -> I64:
-    d = np.searchsorted(days.midnight, t, side="right") - 1
-    d = np.clip(d, 0, len(days.length) - 1)
+    d = day_index(days.midnight, t)
     inside = np.clip(t - days.opening[d], 0, days.length[d])
     return np.asarray(days.cum[d] + inside, dtype=np.int64)
 
@@ -250,13 +280,38 @@ def business_between(
     """
     out = np.full(len(start), NAT, dtype=np.int64)
     valid = (start != NAT) & (end != NAT)
-    for k, cal in enumerate(calendars.all()):
+    cals = calendars.all()
+    if len(cals) == 1 and bool(valid.all()):
+        days = _days(cals[0], *_years(cals[0], start, end))
+        return _cumulative(days, end) - _cumulative(days, start)
+    for k, cal in enumerate(cals):
         rows = np.flatnonzero(valid & (which == k))
         if not len(rows):
             continue
         days = _days(cal, *_years(cal, start[rows], end[rows]))
         out[rows] = _cumulative(days, end[rows]) - _cumulative(days, start[rows])
     return out
+
+
+def cumulative_business(
+    calendars: Calendars, parts: list[tuple[npt.NDArray[np.int8], I64]]
+) -> list[I64]:
+    """Business time up to each instant, per ``(which calendar, instants)`` part.
+
+    Values of the same calendar are on one scale across all parts (differences between them
+    are business durations); ``NAT`` stays ``NAT``.
+    """
+    outs = [np.full(len(t), NAT, dtype=np.int64) for _w, t in parts]
+    for k, cal in enumerate(calendars.all()):
+        picks = [(w == k) & (t != NAT) for w, t in parts]
+        chosen = [t[p] if not p.all() else t for (_w, t), p in zip(parts, picks, strict=True)]
+        days = _days(cal, *_years(cal, *chosen))
+        for out, pick, t in zip(outs, picks, chosen, strict=True):
+            if pick.all():
+                out[:] = _cumulative(days, t)
+            elif pick.any():
+                out[pick] = _cumulative(days, t)
+    return outs
 
 
 def add_business(calendars: Calendars, which: npt.NDArray[np.int8], start: I64, span: I64) -> I64:

@@ -193,10 +193,15 @@ def _state_counts(log: TicketLog, now: int, days: Days) -> tuple[I64, int]:
 
 def _count_states(log: TicketLog, now: int, days: Days) -> tuple[I64, int]:
     iv = log.intervals(FIELD_STATE)
-    rows = np.flatnonzero((iv.start <= now) & (iv.code >= 0))
-    code, start = iv.code[rows], iv.start[rows]
-    end = iv.end[rows]
-    end = np.where((end == NAT) | (end > now), NAT, end)
+    first, after = days.midnight[0], days.midnight[-1]
+    end = iv.end
+    # an interval that ended before the first day adds nothing at any day's end; one that starts
+    # after the last day (or after now) does not count either
+    rows = np.flatnonzero(
+        (iv.start <= now) & (iv.start < after) & ((end == NAT) | (end >= first)) & (iv.code >= 0)
+    )
+    code, start, end = iv.code[rows], iv.start[rows], end[rows]
+    end = np.where(end > now, NAT, end)
     n_bins = len(days) + 2
     s_bin = np.clip(days.index(start) + 1, 0, n_bins - 1)
     ended = end != NAT
@@ -205,9 +210,7 @@ def _count_states(log: TicketLog, now: int, days: Days) -> tuple[I64, int]:
     plus = np.bincount(code * n_bins + s_bin, minlength=size)
     minus = np.bincount(code[ended] * n_bins + e_bin, minlength=size)
     grid = np.cumsum((plus - minus).reshape(len(STATES), n_bins), axis=1)
-    overlaps = s_bin <= len(days)
-    overlaps[np.flatnonzero(ended)[e_bin < 1]] = False
-    seen = distinct_count(iv.ticket[rows][overlaps], log.n_tickets)
+    seen = distinct_count(iv.ticket[rows], log.n_tickets)
     return grid[:, 1 : len(days) + 1].astype(np.int64), seen
 
 

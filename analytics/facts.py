@@ -41,12 +41,21 @@ B = npt.NDArray[np.bool_]
 DONE_CODE = np.array([s in DONE_STATES for s in STATES])
 
 
+def state_table(states: frozenset[str] | set[str]) -> B:
+    """Membership by state code; one extra False at the end so that code -1 maps to False."""
+    return np.array([s in states for s in STATES] + [False])
+
+
+_DONE_TABLE = state_table(DONE_STATES)
+
+
 def state_codes(states: frozenset[str] | set[str]) -> I64:
     return np.array([STATES.index(s) for s in sorted(states)], dtype=np.int64)
 
 
 def is_done_code(code: I64) -> B:
-    return np.where(code >= 0, DONE_CODE[np.maximum(code, 0)], False)
+    done: B = _DONE_TABLE[code]
+    return done
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,8 +110,12 @@ def _facts(log: TicketLog, now: int, settings: FlowSettings) -> Facts:
     created = log.created
     exists = (created != NAT) & (created <= now)
 
-    rows = np.flatnonzero(iv.start <= now)
-    tk, code, start = iv.ticket[rows], iv.code[rows], iv.start[rows]
+    if len(iv) and int(iv.start.max()) <= now:
+        rows = np.arange(len(iv), dtype=np.int64)
+        tk, code, start = iv.ticket, iv.code, iv.start
+    else:
+        rows = np.flatnonzero(iv.start <= now)
+        tk, code, start = iv.ticket[rows], iv.code[rows], iv.start[rows]
     done = is_done_code(code)
     first_row = _firsts(tk)
     last_row = np.ones(len(tk), dtype=bool)
@@ -117,7 +130,7 @@ def _facts(log: TicketLog, now: int, settings: FlowSettings) -> Facts:
     state = np.where(state_row >= 0, iv.code[np.maximum(state_row, 0)], -1)
     is_open = exists & ~is_done_code(state)
 
-    is_start = np.isin(code, state_codes(settings.start_states))
+    is_start = state_table(settings.start_states)[code]
     first_start = _first_per_ticket(n, tk, start, is_start)
     first_stop = _first_per_ticket(n, tk, start, done)
 
@@ -130,47 +143,22 @@ def _facts(log: TicketLog, now: int, settings: FlowSettings) -> Facts:
     reopen = ~done & prev_done
     reopens = np.bincount(tk[reopen], minlength=n).astype(np.int64)
 
-    # cycles: a segment runs from the ticket's first state (or a reopen) to the next reopen
-    seg = np.cumsum(first_row | reopen) - 1
-    n_seg = int(seg[-1]) + 1 if len(seg) else 0
-    seg_ticket = np.full(n_seg, -1, dtype=np.int64)
-    seg_ticket[seg] = tk
-    seg_begin = np.full(n_seg, NAT, dtype=np.int64)
-    seg_first = _firsts(seg)
-    seg_begin[seg[seg_first]] = np.where(
-        first_row[seg_first], created[tk[seg_first]], start[seg_first]
-    )
-    seg_start = np.full(n_seg, NAT, dtype=np.int64)
-    starts = np.flatnonzero(is_start)
-    firsts = starts[_firsts(seg[starts])]
-    seg_start[seg[firsts]] = start[firsts]
-    seg_stop = np.full(n_seg, NAT, dtype=np.int64)
-    stop_rows = np.flatnonzero(done & new_run)
-    seg_stop[seg[stop_rows]] = start[stop_rows]
     stopped = final_stop != NAT
-    if settings.reopen_policy == "sum_of_cycles":
-        # only tickets stopped now; every cycle of theirs has a stop
-        keep = (seg_stop != NAT) & stopped[np.maximum(seg_ticket, 0)]
-    else:
-        keep = np.zeros(n_seg, dtype=bool)
     lead = np.full(n, NAT, dtype=np.int64)
     cycle = np.full(n, NAT, dtype=np.int64)
     if settings.reopen_policy == "sum_of_cycles":
-        lead = _sum_per_ticket(n, seg_ticket[keep], seg_stop[keep] - seg_begin[keep])
+        segs = _cycles(tk, start, created, first_row, reopen, is_start, done & new_run)
+        s_ticket, s_begin, s_start, s_stop = segs
+        # only tickets stopped now count; every cycle of theirs has a stop
+        keep = (s_stop != NAT) & stopped[np.maximum(s_ticket, 0)]
+        s_ticket, s_begin, s_start, s_stop = (a[keep] for a in segs)
+        lead = _sum_per_ticket(n, s_ticket, s_stop - s_begin)
         lead[~stopped] = NAT
-        has_start = keep & (seg_start != NAT)
-        cycle = _sum_per_ticket(
-            n, seg_ticket[has_start], seg_stop[has_start] - seg_start[has_start]
-        )
+        has_start = s_start != NAT
+        cycle = _sum_per_ticket(n, s_ticket[has_start], s_stop[has_start] - s_start[has_start])
         ever = np.zeros(n, dtype=bool)
-        ever[seg_ticket[has_start]] = True
+        ever[s_ticket[has_start]] = True
         cycle[~stopped | ~ever] = NAT
-        s_ticket, s_begin, s_start, s_stop = (
-            seg_ticket[keep],
-            seg_begin[keep],
-            seg_start[keep],
-            seg_stop[keep],
-        )
     else:
         lead[stopped] = final_stop[stopped] - created[stopped]
         started = stopped & (first_start != NAT)
@@ -195,6 +183,36 @@ def _facts(log: TicketLog, now: int, settings: FlowSettings) -> Facts:
         seg_start=s_start,
         seg_stop=s_stop,
     )
+
+
+def _cycles(
+    tk: I64,
+    start: I64,
+    created: I64,
+    first_row: B,
+    reopen: B,
+    is_start: B,
+    is_stop: B,
+) -> tuple[I64, I64, I64, I64]:
+    """Cycles: from the ticket's first state (or a reopen) to the next reopen. Per cycle: its
+    ticket, when it began, its first start-state entry and its stop (NAT where none)."""
+    seg = np.cumsum(first_row | reopen) - 1
+    n_seg = int(seg[-1]) + 1 if len(seg) else 0
+    seg_ticket = np.full(n_seg, -1, dtype=np.int64)
+    seg_ticket[seg] = tk
+    seg_begin = np.full(n_seg, NAT, dtype=np.int64)
+    seg_first = _firsts(seg)
+    seg_begin[seg[seg_first]] = np.where(
+        first_row[seg_first], created[tk[seg_first]], start[seg_first]
+    )
+    seg_start = np.full(n_seg, NAT, dtype=np.int64)
+    starts = np.flatnonzero(is_start)
+    firsts = starts[_firsts(seg[starts])]
+    seg_start[seg[firsts]] = start[firsts]
+    seg_stop = np.full(n_seg, NAT, dtype=np.int64)
+    stop_rows = np.flatnonzero(is_stop)
+    seg_stop[seg[stop_rows]] = start[stop_rows]
+    return seg_ticket, seg_begin, seg_start, seg_stop
 
 
 def _first_per_ticket(n: int, tk: I64, values: I64, mask: B) -> I64:
@@ -233,7 +251,17 @@ def calendar_index(
 
 
 def business_segments(log: TicketLog, calendars: Calendars, facts: Facts) -> tuple[I64, I64]:
-    """Business-time lead and cycle per ticket (NAT where the calendar ones are NAT)."""
+    """Business-time lead and cycle per ticket (NAT where the calendar ones are NAT; cached)."""
+    key = (id(facts), calendars)
+    cache: dict[object, tuple[Facts, tuple[I64, I64]]] = log.__dict__.setdefault(
+        "_business_segments", {}
+    )
+    if key not in cache or cache[key][0] is not facts:
+        cache[key] = (facts, _business_segments(log, calendars, facts))
+    return cache[key][1]
+
+
+def _business_segments(log: TicketLog, calendars: Calendars, facts: Facts) -> tuple[I64, I64]:
     n = log.n_tickets
     which = calendar_index(log, calendars, facts.seg_ticket, facts.seg_stop)
     lead_b = business_between(calendars, which, facts.seg_begin, facts.seg_stop)

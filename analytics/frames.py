@@ -184,6 +184,7 @@ NAT = np.iinfo(np.int64).min
 """the int64 value pandas uses for NaT; every internal time is int64 nanoseconds since the epoch"""
 
 I64 = npt.NDArray[np.int64]
+_NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], *, frame: str = "frame") -> None:
@@ -201,8 +202,15 @@ def to_ns(series: pd.Series, *, name: str) -> I64:
     """
     dtype = series.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
-        values = series.dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]")
-        return np.asarray(values.view(np.int64), dtype=np.int64).copy()
+        unit = dtype.unit
+        # the stored values are UTC already; read them in their own unit and scale to ns
+        raw = np.asarray(series.array.to_numpy(dtype=f"datetime64[{unit}]")).view(np.int64)
+        factor = _NS_PER[unit]
+        if factor == 1:
+            return raw.copy()
+        out = raw * factor
+        out[raw == NAT] = NAT
+        return out
     if series.isna().all():
         return np.full(len(series), NAT, dtype=np.int64)
     raise InvalidInputError(

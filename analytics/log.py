@@ -279,27 +279,38 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
         raise InvalidInputError("tickets must have a `source` and an `external_id` on every row")
 
     e_src, e_id = _objects(events[SOURCE]), _objects(events[TICKET_ID])
-    ticket = _match(t_src, t_id, e_src, e_id)
+    ticket, same = _match(t_src, t_id, e_src, e_id)
     time = to_ns(events[OCCURRED_AT], name=OCCURRED_AT)
     field = codes_in(_objects(events[FIELD]), FIELDS).astype(np.int8)
     seq = np.asarray(pd.to_numeric(events[SEQ]).fillna(0).to_numpy(), dtype=np.int64)
 
-    dropped = {
-        "unknown ticket": int((ticket < 0).sum()),
-        "missing time": int(((ticket >= 0) & (time == NAT)).sum()),
-        "unknown field": int(((ticket >= 0) & (time != NAT) & (field < 0)).sum()),
-    }
-    keep = (ticket >= 0) & (time != NAT) & (field >= 0)
-    order = np.flatnonzero(keep)
-    if len(order) != len(keep):
+    clean = len(ticket) == 0 or (
+        int(ticket.min()) >= 0 and int(time.min()) != NAT and int(field.min()) >= 0
+    )
+    dropped: dict[str, int] = {}
+    if clean:
+        order = np.arange(len(ticket), dtype=np.int64)
+    else:
+        dropped = {
+            "unknown ticket": int((ticket < 0).sum()),
+            "missing time": int(((ticket >= 0) & (time == NAT)).sum()),
+            "unknown field": int(((ticket >= 0) & (time != NAT) & (field < 0)).sum()),
+        }
+        order = np.flatnonzero((ticket >= 0) & (time != NAT) & (field >= 0))
+    if len(order) != len(ticket):
         ticket, time, field, seq = ticket[order], time[order], field[order], seq[order]
-    if not _is_sorted(ticket, time, seq):
+        same = None
+    if not _is_sorted(ticket, time, seq, same):
         resort = np.lexsort((seq, time, ticket))
         order = order[resort]
         ticket, time, field = ticket[resort], time[resort], field[resort]
     value = _objects(events[NEW_VALUE])
     actor = _objects(events[ACTOR])
-    if len(order) != len(value) or not np.array_equal(order, np.arange(len(value))):
+    if (
+        len(order) != len(value)
+        or not bool((order[1:] > order[:-1]).all())
+        or (len(order) and order[0] != 0)
+    ):
         value, actor = value[order], actor[order]
     counts = np.bincount(ticket, minlength=n_tickets)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -315,14 +326,26 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
     )
 
 
-def _is_sorted(ticket: I64, time: I64, seq: I64) -> bool:
+def _is_sorted(ticket: I64, time: I64, seq: I64, same: npt.NDArray[np.bool_] | None = None) -> bool:
+    """Whether rows are ordered by ticket, time and seq (cheap: a few passes, no sort).
+
+    ``same`` (row i+1 has the ticket of row i), when given, says the tickets are known to be in
+    order already.
+    """
     if len(ticket) < 2:
         return True
-    dt = np.diff(ticket)
-    dtime = np.diff(time)
-    dseq = np.diff(seq)
-    ok = (dt > 0) | ((dt == 0) & ((dtime > 0) | ((dtime == 0) & (dseq >= 0))))
-    return bool(ok.all())
+    if same is None:
+        if not bool((ticket[1:] >= ticket[:-1]).all()):
+            return False
+        same = ticket[1:] == ticket[:-1]
+    back = time[1:] < time[:-1]
+    back &= same
+    if bool(back.any()):
+        return False
+    ties = time[1:] == time[:-1]
+    ties &= same
+    tie_rows = np.flatnonzero(ties)
+    return bool((seq[tie_rows + 1] >= seq[tie_rows]).all())
 
 
 def _heads(*columns: Obj) -> npt.NDArray[np.bool_]:
@@ -349,8 +372,12 @@ def _joined(src: Obj, ids: Obj) -> Obj:
     return np.asarray(joined.to_numpy(dtype=object), dtype=object)
 
 
-def _match(t_src: Obj, t_id: Obj, e_src: Obj, e_id: Obj) -> I64:
-    """Ticket row of each event (-1 when the ticket is not in the ticket frame).
+def _match(
+    t_src: Obj, t_id: Obj, e_src: Obj, e_id: Obj
+) -> tuple[I64, npt.NDArray[np.bool_] | None]:
+    """Ticket row of each event (-1 when the ticket is not in the ticket frame), and when the
+    events turn out to be grouped in ticket order, whether each event has the ticket of the one
+    before (else None).
 
     Events usually come grouped by ticket in the ticket frame's order (the warehouse reads both
     ordered by source and id), so the keys are compared run by run: one comparison per event and
@@ -358,12 +385,14 @@ def _match(t_src: Obj, t_id: Obj, e_src: Obj, e_id: Obj) -> I64:
     """
     n = len(t_src)
     one_source = t_src[0] if n and bool((t_src == t_src[0]).all()) else None
-    if n > 1:
+    if n < 2:
+        strictly_sorted = True
+    elif one_source is not None:
+        strictly_sorted = bool((t_id[1:] > t_id[:-1]).all())
+    else:
         strictly_sorted = bool(
             ((t_src[1:] > t_src[:-1]) | ((t_src[1:] == t_src[:-1]) & (t_id[1:] > t_id[:-1]))).all()
         )
-    else:
-        strictly_sorted = True
     keys: pd.Index | None = None
     if not strictly_sorted:
         keys = _key_index(t_src, t_id, one_source)
@@ -373,16 +402,18 @@ def _match(t_src: Obj, t_id: Obj, e_src: Obj, e_id: Obj) -> I64:
                 f"tickets must be unique on (source, external_id); duplicated: {dup!r}"
             )
     if not len(e_src):
-        return np.zeros(0, dtype=np.int64)
-    heads = np.flatnonzero(_heads(e_src, e_id))
+        return np.zeros(0, dtype=np.int64), None
+    change = _heads(e_src, e_id)
+    heads = np.flatnonzero(change)
     h_src, h_id = e_src[heads], e_id[heads]
+    lengths = np.diff(np.append(heads, len(e_src)))
     if (
         strictly_sorted
         and len(heads) == n
         and bool((h_src == t_src).all())
         and bool((h_id == t_id).all())
     ):
-        head_rows = np.arange(n, dtype=np.int64)
+        return np.repeat(np.arange(n, dtype=np.int64), lengths), ~change[1:]
     else:
         if keys is None:
             keys = _key_index(t_src, t_id, one_source)
@@ -391,8 +422,12 @@ def _match(t_src: Obj, t_id: Obj, e_src: Obj, e_id: Obj) -> I64:
             head_rows[h_src != one_source] = -1
         else:
             head_rows = keys.get_indexer(pd.Index(_joined(h_src, h_id))).astype(np.int64)
-    lengths = np.diff(np.append(heads, len(e_src)))
-    return np.repeat(head_rows, lengths)
+    return np.repeat(head_rows, lengths), None
+
+
+def _factorize(values: Obj) -> tuple[I64, Obj]:
+    codes, uniques = pd.factorize(values)
+    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
 
 
 def _merge_sorted(a_keys: I64, b_keys: I64) -> tuple[I64, I64]:
@@ -428,15 +463,19 @@ def _build_intervals(log: TicketLog, field: str) -> Intervals:
     usable = d_start != NAT
     missing, d_raw, d_start = missing[usable], d_raw[usable], d_start[usable]
 
-    all_raw = np.concatenate([raw, d_raw])
     if field == FIELD_STATE:
         values = np.array(STATES, dtype=object)
-        all_codes = codes_in(all_raw, STATES)
+        codes = codes_in(raw, STATES)
+        d_codes = codes_in(d_raw, STATES) if len(d_raw) else np.zeros(0, dtype=np.int64)
     else:
-        codes, uniques = pd.factorize(all_raw)
-        values = np.asarray(uniques, dtype=object)
-        all_codes = codes.astype(np.int64)
-    codes, d_codes = all_codes[: len(raw)], all_codes[len(raw) :]
+        codes, values = _factorize(raw)
+        d_codes, d_values = _factorize(d_raw) if len(d_raw) else (np.zeros(0, np.int64), values[:0])
+        if len(d_values):
+            pos = pd.Index(values, dtype=object).get_indexer(pd.Index(d_values, dtype=object))
+            new = np.flatnonzero(pos < 0)
+            pos[new] = len(values) + np.arange(len(new))
+            values = np.concatenate([values, d_values[new]])
+            d_codes = np.where(d_codes >= 0, pos[np.maximum(d_codes, 0)], -1)
 
     keep = np.ones(len(tk), dtype=bool)
     if len(tk):
@@ -449,6 +488,19 @@ def _build_intervals(log: TicketLog, field: str) -> Intervals:
         same = r_tk[1:] == r_tk[:-1]
         r_end[:-1] = np.where(same, r_start[1:], NAT)
 
+    if not len(missing):
+        counts = np.bincount(r_tk, minlength=log.n_tickets)
+        return Intervals(
+            field=field,
+            ticket=r_tk,
+            code=r_code,
+            values=values,
+            start=r_start,
+            end=r_end,
+            events=r_events,
+            derived=np.zeros(len(r_tk), dtype=bool),
+            offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        )
     size = len(kept) + len(missing)
     a_pos, b_pos = _merge_sorted(r_tk, missing.astype(np.int64))
     ticket = np.empty(size, dtype=np.int64)

@@ -33,6 +33,7 @@ from analytics.snapshot import (
     priority_text,
     thresholds_ns,
 )
+from analytics.stats import rows_of
 
 __all__ = ["last_activity", "stale_calls"]
 
@@ -57,26 +58,30 @@ _SINCE_TEXT = {f: f"since the last {f.replace('_', ' ')} change" for f in FIELDS
 def last_activity(
     log: TicketLog,
     *,
+    tickets: I64,
     now: int,
     fields: frozenset[str],
     ignore_actors: frozenset[str],
 ) -> tuple[I64, npt.NDArray[np.object_]]:
-    """Per ticket: instant and field of the last event of ``fields`` at or before ``now`` whose
-    actor is not ignored (``NAT`` / None when there is none)."""
-    mask = np.isin(log.ev_field, np.array([FIELDS.index(f) for f in fields], dtype=np.int8))
-    mask &= log.ev_time <= now
+    """For each of ``tickets`` (sorted rows): instant and field of its last event of ``fields``
+    at or before ``now`` whose actor is not ignored (``NAT`` / None when there is none)."""
+    rows = rows_of(log.ev_offsets, tickets)
+    table = np.zeros(len(FIELDS), dtype=bool)
+    table[[FIELDS.index(f) for f in fields]] = True
+    mask = table[log.ev_field[rows]] & (log.ev_time[rows] <= now)
     if ignore_actors:
-        mask &= ~np.isin(log.ev_actor, np.array(sorted(ignore_actors), dtype=object))
-    rows = np.flatnonzero(mask)
+        mask &= ~np.isin(log.ev_actor[rows], np.array(sorted(ignore_actors), dtype=object))
+    rows = rows[mask]
     tk = log.ev_ticket[rows]
     last = np.ones(len(rows), dtype=bool)
     if len(rows):
         last[:-1] = tk[1:] != tk[:-1]
     picked = rows[last]
-    when = np.full(log.n_tickets, NAT, dtype=np.int64)
-    what = np.full(log.n_tickets, None, dtype=object)
-    when[log.ev_ticket[picked]] = log.ev_time[picked]
-    what[log.ev_ticket[picked]] = np.array(FIELDS, dtype=object)[log.ev_field[picked]]
+    pos = np.searchsorted(tickets, log.ev_ticket[picked])
+    when = np.full(len(tickets), NAT, dtype=np.int64)
+    what = np.full(len(tickets), None, dtype=object)
+    when[pos] = log.ev_time[picked]
+    what[pos] = np.array(FIELDS, dtype=object)[log.ev_field[picked]]
     return when, what
 
 
@@ -98,11 +103,13 @@ def stale_calls(
     calendars = calendars or Calendars()
     now_ns = timestamp_ns(now)
     snap = open_snapshot(log, now=now_ns, calendars=calendars)
-    when, what = last_activity(
-        log, now=now_ns, fields=settings.activity_fields, ignore_actors=settings.system_actors
+    last, kind = last_activity(
+        log,
+        tickets=snap.rows,
+        now=now_ns,
+        fields=settings.activity_fields,
+        ignore_actors=settings.system_actors,
     )
-    last = when[snap.rows]
-    kind = what[snap.rows]
     no_activity = last == NAT
     last = np.where(no_activity, log.created[snap.rows], last)
     kind = np.where(no_activity, CREATED, kind)

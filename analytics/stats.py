@@ -16,15 +16,18 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from analytics.clock import day_index
 from analytics.frames import NAT
 
 __all__ = [
     "Days",
     "distinct_count",
+    "exact_bincount",
     "grouped_percentiles",
     "local_days",
     "nearest_rank",
     "percentile_label",
+    "rows_of",
     "unique_counts",
 ]
 
@@ -80,10 +83,11 @@ class Days:
     """UTC ns of each day's start, plus the start of the day after the last"""
 
     def index(self, t: I64) -> I64:
-        """Day number of each instant; -1 before the first day, ``len`` after the last."""
-        idx = np.searchsorted(self.midnight, t, side="right") - 1
-        idx = np.where(t == NAT, -1, idx)
-        return np.minimum(idx, len(self.dates)).astype(np.int64)
+        """Day number of each instant; -1 before the first day (or NaT), ``len`` after the last."""
+        idx = day_index(self.midnight, t)
+        idx[t < self.midnight[0]] = -1
+        idx[t >= self.midnight[-1]] = len(self.dates)
+        return idx
 
     def __len__(self) -> int:
         return len(self.dates)
@@ -126,3 +130,26 @@ def distinct_count(values: I64, n: int) -> int:
     seen = np.zeros(n, dtype=bool)
     seen[values] = True
     return int(seen.sum())
+
+
+def exact_bincount(keys: I64, values: I64, size: int) -> I64:
+    """Exact int64 sums of ``values`` per key ``0..size-1`` (0 for keys without rows).
+
+    ``np.bincount`` only sums float64 weights (exact up to 2**53 ns, about 104 days);
+    ``np.add.at`` on int64 is exact and, since numpy 2, fast.
+    """
+    out = np.zeros(size, dtype=np.int64)
+    np.add.at(out, keys, np.asarray(values, dtype=np.int64))
+    return out
+
+
+def rows_of(offsets: I64, tickets: I64) -> I64:
+    """Row numbers of the given tickets' segments ``offsets[k]:offsets[k+1]``, concatenated."""
+    starts = offsets[tickets]
+    lengths = offsets[tickets + 1] - starts
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    shift = np.repeat(starts - (ends - lengths), lengths)
+    return np.asarray(np.arange(total, dtype=np.int64) + shift, dtype=np.int64)

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analytics.clock import Calendars, business_between
+from analytics.clock import Calendars, cumulative_business
 from analytics.facts import calendar_index
 from analytics.frames import (
     FIELD_STATE,
@@ -28,7 +28,7 @@ from analytics.frames import (
 )
 from analytics.log import Intervals, TicketLog
 from analytics.result import Result
-from analytics.stats import distinct_count
+from analytics.stats import distinct_count, exact_bincount
 
 __all__ = ["time_in_state", "time_in_values"]
 
@@ -46,9 +46,13 @@ def _durations(
     log: TicketLog, iv: Intervals, now: int, calendars: Calendars | None
 ) -> tuple[I64, I64, I64, I64, I64, I64 | None]:
     """Rows begun by ``now``: ticket, code, start, end (NAT while running), duration, business."""
-    rows = np.flatnonzero(iv.start <= now)
-    tk, code, start = iv.ticket[rows], iv.code[rows], iv.start[rows]
-    end = iv.clipped_end(now)[rows]
+    if len(iv) and int(iv.start.max()) <= now:
+        rows = np.arange(len(iv), dtype=np.int64)
+        tk, code, start, end = iv.ticket, iv.code, iv.start, iv.clipped_end(now)
+    else:
+        rows = np.flatnonzero(iv.start <= now)
+        tk, code, start = iv.ticket[rows], iv.code[rows], iv.start[rows]
+        end = iv.clipped_end(now)[rows]
     dur = end - start
     business = None
     if calendars is not None:
@@ -56,9 +60,26 @@ def _durations(
             which = calendars.index_for(team=iv.value_of(rows), source=log.source[tk])
         else:
             which = calendar_index(log, calendars, tk, start)
-        business = business_between(calendars, which, start, end)
+        business = _interval_business(calendars, which, tk, start, end)
     running = (iv.end[rows] == NAT) | (iv.end[rows] > now)
     return tk, code, start, np.where(running, NAT, end), dur, business
+
+
+def _interval_business(
+    calendars: Calendars, which: npt.NDArray[np.int8], tk: I64, start: I64, end: I64
+) -> I64:
+    """Business duration of each interval. An interval usually ends where the ticket's next one
+    starts, so business time up to that boundary is computed once for both."""
+    n = len(start)
+    chained = np.zeros(n, dtype=bool)
+    if n > 1:
+        chained[:-1] = (tk[1:] == tk[:-1]) & (end[:-1] == start[1:]) & (which[1:] == which[:-1])
+    loose = np.flatnonzero(~chained)
+    b_start, b_loose = cumulative_business(calendars, [(which, start), (which[loose], end[loose])])
+    b_end = np.empty(n, dtype=np.int64)
+    b_end[:-1] = b_start[1:]
+    b_end[loose] = b_loose
+    return b_end - b_start
 
 
 def _group(tk: I64, code: I64, n_values: int) -> tuple[I64, I64]:
@@ -129,14 +150,16 @@ def time_in_state(
     seen = np.zeros(log.n_tickets, dtype=bool)
     seen[tk] = True
     tickets = np.flatnonzero(seen)
-    pos = np.searchsorted(tickets, tk)
-    frame = log.keys_frame(tickets)
+    position = np.cumsum(seen) - 1
+    cell = code[known] * len(tickets) + position[tk[known]]
+    columns: dict[str, object] = {}
     grids = [("", dur)] + ([("business_", business)] if business is not None else [])
     for prefix, values in grids:
-        grid = np.zeros((len(tickets), len(STATES)), dtype=np.int64)
-        np.add.at(grid, (pos[known], code[known]), values[known])
+        sums = exact_bincount(cell, values[known], len(tickets) * len(STATES))
+        grid = sums.reshape(len(STATES), len(tickets))
         for j, state in enumerate(STATES):
-            frame[prefix + state] = td(grid[:, j])
+            columns[prefix + state] = td(grid[j])
+    frame = pd.concat([log.keys_frame(tickets), pd.DataFrame(columns)], axis=1)
     return Result(
         name="time_in_state",
         frame=frame,
