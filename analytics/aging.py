@@ -252,11 +252,13 @@ def _completed_side(
     iv: Intervals, facts: Facts, settings: FlowSettings, win: Window, skip_done: bool
 ) -> pd.DataFrame:
     done_in = _stopped_in(facts, win)
-    rows = np.flatnonzero(done_in[iv.ticket] & (iv.start <= facts.now) & (iv.end != NAT))
+    # time there up to the stop (a team the ticket never left ends at the stop)
+    rows = np.flatnonzero(done_in[iv.ticket] & (iv.start <= facts.now))
     if skip_done:
         rows = rows[(iv.code[rows] >= 0) & _OPEN_CODES[np.maximum(iv.code[rows], 0)]]
     tk, code = iv.ticket[rows], iv.code[rows]
-    dur = np.minimum(iv.end[rows], facts.final_stop[tk]) - iv.start[rows]
+    end = np.minimum(iv.clipped_end(facts.now)[rows], facts.final_stop[tk])
+    dur = np.maximum(end - iv.start[rows], 0)
     key = tk * (len(iv.values) + 1) + code + 1
     order = np.argsort(key, kind="stable")
     k = key[order]

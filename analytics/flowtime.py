@@ -32,7 +32,7 @@ from analytics.log import TicketLog, segmented_last_le
 from analytics.pingpong import sequence
 from analytics.result import Result, Window
 from analytics.settings import FlowSettings
-from analytics.stats import grouped_percentiles, percentile_label
+from analytics.stats import grouped_means, grouped_percentiles, percentile_label
 
 __all__ = ["cycle_time_summary", "flow_rates", "ticket_flow_times"]
 
@@ -136,10 +136,7 @@ def cycle_time_summary(
         table, counts = grouped_percentiles(
             group[use], values[use], len(labels), ps, settings.percentile_method
         )
-        sums = np.zeros(len(labels), dtype=np.float64)
-        np.add.at(sums, group[use], values[use].astype(np.float64))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        mean = grouped_means(group[use], values[use], len(labels))
         part = pd.DataFrame({METRIC: np.full(len(labels), name, dtype=object)})
         if by is not None:
             part[by] = labels

@@ -23,6 +23,7 @@ __all__ = [
     "Days",
     "distinct_count",
     "exact_bincount",
+    "grouped_means",
     "grouped_percentiles",
     "local_days",
     "nearest_rank",
@@ -71,6 +72,21 @@ def grouped_percentiles(
             rank = np.ceil(np.round(p * n, 9)).astype(np.int64) - 1
             table[has, j] = ordered[base + np.clip(rank, 0, n - 1)]
     return table, counts
+
+
+def grouped_means(group: I64, values: I64, n_groups: int) -> F64:
+    """Mean of int64 ``values`` per group (NaN for empty groups), independent of input order:
+    values are summed in sorted order, as float64 (totals of many durations overflow int64)."""
+    counts = np.bincount(group, minlength=n_groups)
+    out = np.full(n_groups, np.nan)
+    if not len(values):
+        return out
+    order = np.lexsort((values, group))
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    has = counts > 0
+    sums = np.add.reduceat(values[order].astype(np.float64), first[has])
+    out[has] = sums / counts[has]
+    return out
 
 
 @dataclass(frozen=True)

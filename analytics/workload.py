@@ -111,7 +111,8 @@ def _load(
     lookback = int(_ACTIVITY_LOOKBACK.total_seconds() * 1e9)
     last, sources = _last_actor_activity(log, snap.now, lookback)
     found = last.index.get_indexer(pd.Index(ops[ASSIGNEE].to_numpy(dtype=object)))
-    last_ns = np.where(found >= 0, last.to_numpy(dtype=np.int64)[np.maximum(found, 0)], NAT)
+    known = np.append(last.to_numpy(dtype=np.int64), NAT)
+    last_ns = known[np.where(found >= 0, found, len(known) - 1)]
     ops[LAST_ACTIVITY_AT] = from_ns(last_ns)
     cal = calendars.index_for(
         team=ops[TEAM].to_numpy(dtype=object),

@@ -46,7 +46,9 @@ def make_tickets(*rows: dict[str, Any]) -> pd.DataFrame:
     }
     frame = pd.DataFrame([{**defaults, **row} for row in rows], columns=list(TICKET_COLUMNS))
     for col in ("created_at", "updated_at", "resolved_at", "closed_at", "due_at"):
-        frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").astype(
+            "datetime64[us, UTC]"
+        )
     for col in ("priority", "reassignment_count", "reopen_count"):
         frame[col] = frame[col].astype("Int64")
     return frame
@@ -75,9 +77,11 @@ def make_events(*rows: tuple[Any, ...] | dict[str, Any]) -> pd.DataFrame:
         rec.setdefault("origin", "history")
         records.append(rec)
     frame = pd.DataFrame(records, columns=list(EVENT_COLUMNS))
-    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True).astype(
-        "datetime64[us, UTC]"
-    )
+    frame["occurred_at"] = pd.to_datetime(
+        frame["occurred_at"].map(lambda v: None if v is None else str(pd.Timestamp(v))),
+        utc=True,
+        format="ISO8601",
+    ).astype("datetime64[us, UTC]")
     frame["seq"] = frame["seq"].astype("int64")
     return frame
 
