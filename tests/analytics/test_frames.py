@@ -36,3 +36,32 @@ def test_now_must_be_timezone_aware() -> None:
     assert frames.timestamp_ns(datetime(2024, 1, 1, tzinfo=UTC)) == 1704067200 * 10**9
     with pytest.raises(InvalidInputError, match="naive"):
         frames.timestamp_ns(datetime(2024, 1, 1))
+
+
+def test_exported_names_are_the_public_api() -> None:
+    import analytics
+
+    public = sorted(n for n in vars(analytics) if not n.startswith("_") and n[0].isalpha())
+    modules = {
+        "aging",
+        "blockers",
+        "clock",
+        "daily",
+        "efficiency",
+        "errors",
+        "facts",
+        "flowtime",
+        "frames",
+        "log",
+        "pingpong",
+        "report",
+        "result",
+        "settings",
+        "snapshot",
+        "stale",
+        "stats",
+        "timein",
+        "workload",
+    }
+    assert analytics.__all__ == sorted(analytics.__all__)
+    assert sorted(set(public) - modules) == analytics.__all__
