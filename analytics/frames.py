@@ -259,6 +259,21 @@ def codes_in(values: npt.NDArray[np.object_], known: tuple[str, ...]) -> npt.NDA
     return table[codes]
 
 
+_PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
+
+
+def text(values: npt.NDArray[np.object_]) -> Any:
+    """Strings (None/NaN for missing) as an output column.
+
+    On pandas 3 the ``str`` array is built directly: a frame built from an object array would
+    first try to read the strings as dates, which costs more than the analytics themselves on
+    small logs.
+    """
+    if _PANDAS_3:
+        return pd.array(values, dtype="str")
+    return values
+
+
 def with_none(values: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
     """``values`` as an object array with one trailing None (index ``len(values)`` = missing)."""
     out = np.empty(len(values) + 1, dtype=object)

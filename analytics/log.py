@@ -68,6 +68,7 @@ from analytics.frames import (
     objects,
     pick_or_none,
     require_columns,
+    text,
     to_ns,
 )
 
@@ -238,7 +239,11 @@ class TicketLog:
 
     def keys_frame(self, rows: I64) -> pd.DataFrame:
         """``source`` and ``ticket_id`` of the given ticket rows (the leading output columns)."""
-        return pd.DataFrame({SOURCE: self.source[rows], TICKET_ID: self.ticket_id[rows]})
+        return pd.DataFrame(self.keys(rows))
+
+    def keys(self, rows: I64) -> dict[str, object]:
+        """``source`` and ``ticket_id`` of the given ticket rows, as output columns."""
+        return {SOURCE: text(self.source[rows]), TICKET_ID: text(self.ticket_id[rows])}
 
     def intervals(self, field: str) -> Intervals:
         """The runs of ``field`` (state, status, team or assignee) per ticket (cached)."""
@@ -272,17 +277,22 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
     require_columns(events, EVENT_INPUT_COLUMNS, frame="events")
     ticket_frame = tickets.loc[:, list(TICKET_INPUT_COLUMNS)].reset_index(drop=True)
     for col in (CREATED_AT, RESOLVED_AT, CLOSED_AT, DUE_AT):
-        to_ns(ticket_frame[col], name=col)  # validates the dtype early
+        if not isinstance(ticket_frame[col].dtype, pd.DatetimeTZDtype):
+            to_ns(ticket_frame[col], name=col)  # raises unless the column is all missing
     t_src, t_id = _objects(ticket_frame[SOURCE]), _objects(ticket_frame[EXTERNAL_ID])
     n_tickets = len(ticket_frame)
-    if ticket_frame[SOURCE].isna().any() or ticket_frame[EXTERNAL_ID].isna().any():
+    if pd.isna(t_src).any() or pd.isna(t_id).any():
         raise InvalidInputError("tickets must have a `source` and an `external_id` on every row")
 
     e_src, e_id = _objects(events[SOURCE]), _objects(events[TICKET_ID])
     ticket, same = _match(t_src, t_id, e_src, e_id)
     time = to_ns(events[OCCURRED_AT], name=OCCURRED_AT)
     field = codes_in(_objects(events[FIELD]), FIELDS).astype(np.int8)
-    seq = np.asarray(pd.to_numeric(events[SEQ]).fillna(0).to_numpy(), dtype=np.int64)
+    seq_col = events[SEQ]
+    if seq_col.dtype.kind in "iu":
+        seq = np.asarray(seq_col.to_numpy(), dtype=np.int64)
+    else:
+        seq = np.asarray(pd.to_numeric(seq_col).fillna(0).to_numpy(), dtype=np.int64)
 
     clean = len(ticket) == 0 or (
         int(ticket.min()) >= 0 and int(time.min()) != NAT and int(field.min()) >= 0

@@ -24,6 +24,7 @@ from analytics.frames import (
     from_ns,
     pick_or_none,
     td,
+    text,
     timestamp_ns,
 )
 from analytics.log import Intervals, TicketLog
@@ -82,15 +83,6 @@ def _interval_business(
     return b_end - b_start
 
 
-def _group(tk: I64, code: I64, n_values: int) -> tuple[I64, I64]:
-    """Order rows by (ticket, value) and mark where each group begins."""
-    key = tk * (n_values + 1) + (code + 1)
-    order = np.argsort(key, kind="stable")
-    k = key[order]
-    heads = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]])) if len(k) else k
-    return order, heads
-
-
 def time_in_values(
     log: TicketLog,
     *,
@@ -108,21 +100,30 @@ def time_in_values(
     now_ns = timestamp_ns(now)
     iv = log.intervals(field)
     tk, code, start, end, dur, business = _durations(log, iv, now_ns, calendars)
-    order, heads = _group(tk, code, len(iv.values))
-    g_tk = tk[order][heads]
-    frame = log.keys_frame(g_tk)
-    frame[VALUE] = pick_or_none(iv.values, code[order][heads])
-    frame[TIME] = td(np.add.reduceat(dur[order], heads) if len(heads) else dur)
-    if business is not None:
-        b = business[order]
-        frame[BUSINESS_TIME] = td(np.add.reduceat(b, heads) if len(heads) else b)
-    frame[VISITS] = np.diff(np.append(heads, len(order))).astype(np.int64)
-    frame[FIRST_ENTERED] = from_ns(start[order][heads])
-    # last_left: NaT when the value's latest interval is still running at now
+    # groups of (ticket, value) in order of first appearance: rows are in ticket and time order
+    width = len(iv.values) + 1
+    group, keys = pd.factorize(tk * width + (code + 1))
+    group = np.asarray(group, dtype=np.int64)
+    keys = np.asarray(keys, dtype=np.int64)
+    n_groups = len(keys)
+    g_tk, g_code = keys // width, keys % width - 1
+    first = np.full(n_groups, len(tk), dtype=np.int64)
+    np.minimum.at(first, group, np.arange(len(tk), dtype=np.int64))
     big = np.iinfo(np.int64).max
-    ends = np.where(end == NAT, big, end)[order]
-    last = np.maximum.reduceat(ends, heads) if len(heads) else ends
-    frame[LAST_LEFT] = from_ns(np.where(last == big, NAT, last))
+    last = np.full(n_groups, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last, group, np.where(end == NAT, big, end))
+    columns: dict[str, object] = {
+        **log.keys(g_tk),
+        VALUE: text(pick_or_none(iv.values, g_code)),
+        TIME: td(exact_bincount(group, dur, n_groups)),
+    }
+    if business is not None:
+        columns[BUSINESS_TIME] = td(exact_bincount(group, business, n_groups))
+    columns[VISITS] = np.bincount(group, minlength=n_groups).astype(np.int64)
+    columns[FIRST_ENTERED] = from_ns(start[first] if n_groups else first)
+    # last_left: NaT when the value's latest interval is still running at now
+    columns[LAST_LEFT] = from_ns(np.where(last == big, NAT, last))
+    frame = pd.DataFrame(columns)
     return Result(
         name=f"time_in_{field}",
         frame=frame,
