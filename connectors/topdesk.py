@@ -454,9 +454,33 @@ def incident_record(
         BadPayloadError: a date field is not a date-time.
     """
     record, _known = _map_incident(
-        incident, source=source, root=root, overrides=overrides, defaults=defaults
+        incident, source=source, root=api_root(root), overrides=overrides, defaults=defaults
     )
     return record
+
+
+_DATE_FIELDS = (
+    "callDate",
+    "creationDate",
+    "modificationDate",
+    "completedDate",
+    "closedDate",
+    "targetDate",
+)
+
+
+def _state_key(incident: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Everything ``incident_state`` looks at (incidents sharing it share a state)."""
+    return (
+        _name(incident.get("processingStatus")),
+        bool(incident.get("closed")),
+        bool(incident.get("completed")),
+        bool(incident.get("onHold")),
+        bool(incident.get("supplier")),
+        bool(incident.get("operator")),
+        bool(incident.get("operatorGroup")),
+        _name(incident.get("closureCode")),
+    )
 
 
 def _map_incident(
@@ -466,25 +490,29 @@ def _map_incident(
     root: str,
     overrides: StatusMap,
     defaults: StatusMap,
+    cache: dict[Any, Any] | None = None,
 ) -> tuple[TicketRecord, bool]:
+    """``incident_record`` plus whether the status name is known; ``cache`` memoises the
+    lookups that repeat across a page (state, priority, call type)."""
+    memo: dict[Any, Any] = {} if cache is None else cache
     incident_id = str(incident["id"])
     try:
-        dates = {
-            k: parse_datetime(incident.get(k))
-            for k in (
-                "callDate",
-                "creationDate",
-                "modificationDate",
-                "completedDate",
-                "closedDate",
-                "targetDate",
-            )
-        }
+        dates = [parse_datetime(incident.get(k)) for k in _DATE_FIELDS]
     except ValueError as e:
         raise BadPayloadError(f"incident {incident_id}: {e}", source=source) from e
-    state, known = incident_state(incident, overrides=overrides, defaults=defaults)
+    call, created, modified, completed, closed, target = dates
+    key = _state_key(incident)
+    state_known = memo.get(key)
+    if state_known is None:
+        state_known = memo[key] = incident_state(incident, overrides=overrides, defaults=defaults)
+    state, known = state_known
     priority = _name(incident.get("priority"))
+    if ("priority", priority) not in memo:
+        memo["priority", priority] = parse_priority(priority)
     call_type = _name(incident.get("callType")) or ""
+    if ("type", call_type) not in memo:
+        is_request = _REQUEST.search(call_type)
+        memo["type", call_type] = TicketType.REQUEST if is_request else TicketType.INCIDENT
     caller = incident.get("caller")
     requester = caller.get("dynamicName") if isinstance(caller, dict) else None
     record = TicketRecord(
@@ -492,22 +520,22 @@ def _map_incident(
         external_id=incident_id,
         number=incident.get("number") or None,
         title=incident.get("briefDescription") or None,
-        type=TicketType.REQUEST if _REQUEST.search(call_type) else TicketType.INCIDENT,
-        raw_status=_name(incident.get("processingStatus")),
+        type=memo["type", call_type],
+        raw_status=key[0],
         state=state,
         priority_raw=priority,
-        priority=parse_priority(priority),
+        priority=memo["priority", priority],
         category=_name(incident.get("category")),
         team=_name(incident.get("operatorGroup")),
         assignee=_assignee(incident),
         requester=str(requester) if requester else None,
-        created_at=dates["callDate"] or dates["creationDate"],
-        updated_at=dates["modificationDate"],
-        resolved_at=dates["completedDate"] if incident.get("completed") else None,
-        closed_at=dates["closedDate"] if incident.get("closed") else None,
-        due_at=dates["targetDate"],
-        url=incident_url(root, incident_id),
-        raw=dict(incident),
+        created_at=call or created,
+        updated_at=modified,
+        resolved_at=completed if incident.get("completed") else None,
+        closed_at=closed if incident.get("closed") else None,
+        due_at=target,
+        url=f"{root}/tas/secure/incident?unid={incident_id}",
+        raw=incident if isinstance(incident, dict) else dict(incident),
     )
     return record, known
 
@@ -810,7 +838,8 @@ class TopdeskConnector:
         tickets: list[TicketRecord] = []
         actors: list[str | None] = []
         unknown: Counter[str] = Counter()
-        root = self.config.base_url
+        root = api_root(self.config.base_url)
+        cache: dict[Any, Any] = {}
         for item, mod in zip(items, mods, strict=True):
             assert mod is not None
             if since is not None and mod < since:
@@ -827,6 +856,7 @@ class TopdeskConnector:
                 root=root,
                 overrides=self.overrides,
                 defaults=self.defaults,
+                cache=cache,
             )
             if not known and record.raw_status:
                 unknown[record.raw_status] += 1

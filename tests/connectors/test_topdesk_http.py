@@ -224,3 +224,16 @@ def test_accepted_statuses_are_returned_not_raised() -> None:
         accept=(404,),
     )
     assert response.status_code == 404
+
+
+def test_tls_settings_build_without_warnings_and_share_one_context() -> None:
+    import certifi
+
+    first = make_client(_config())
+    second = make_client(_config(base_url="https://other.example"))
+    own_ca = make_client(_config(ca_file=certifi.where()))
+    unverified = make_client(_config(verify_tls=False))
+    pool = first._transport._pool  # type: ignore[attr-defined]
+    assert pool._ssl_context is second._transport._pool._ssl_context  # type: ignore[attr-defined]
+    for client in (first, second, own_ca, unverified):
+        client.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import bisect
+import itertools
 import json
 import random
 import re
@@ -543,7 +544,7 @@ class FakeTopdesk:
         include_all = params.get("all") == "true"
         with self.lock:
             try:
-                rows = self._select(params, include_all=include_all)
+                rows = self._select(params, include_all=include_all, limit=start + size + 1)
             except FiqlError as e:
                 return _errors(400, str(e))
             page = rows[start : start + size]
@@ -564,8 +565,8 @@ class FakeTopdesk:
         incident = self.incidents[incident_id]
         return incident.get("status") != "partial" and not incident.get("archivingReason")
 
-    def _select(self, params: dict[str, str], *, include_all: bool) -> list[str]:
-        """Ids matching the filter, in the requested order."""
+    def _select(self, params: dict[str, str], *, include_all: bool, limit: int) -> list[str]:
+        """Ids matching the filter, in the requested order (the first ``limit`` at least)."""
         index = self._sorted_ids()
         if self.legacy:
             since = params.get("modification_date_start")
@@ -595,7 +596,11 @@ class FakeTopdesk:
                     lower = bisect.bisect_left(index, bound)
                 else:
                     return self._sort([i for _m, i in index if predicate(self.incidents[i])], sort)
-            return [i for _m, i in index[lower:upper] if self._visible(i, include_all)]
+            return list(
+                itertools.islice(
+                    (i for _m, i in index[lower:upper] if self._visible(i, include_all)), limit
+                )
+            )
         ids = [
             i for _m, i in index if self._visible(i, include_all) and predicate(self.incidents[i])
         ]
