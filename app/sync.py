@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 
 FAULT_ENV = "TICKETFLOW_SYNC_FAULT"
 FUTURE_CURSOR_SLACK = timedelta(days=1)
+LOCK_WAIT = 10.0
+"""seconds a sync waits for another sync of the same source to finish before giving up"""
 UNKNOWN_MAPPED_TO = "by flags"
 """what ``ticketflow sources`` shows for an unknown TOPdesk status: its state came from the
 onHold/completed/closed flags and the assignment"""
@@ -145,19 +147,36 @@ def _checkpoint(spec: tuple[str, int] | None, stage: str, page: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-@contextmanager
-def _source_lock(engine: Engine, source: str) -> Iterator[bool]:
-    """Hold a lock that keeps two syncs of one source apart; yields False when it is taken.
+def _poll(attempt: Callable[[], bool], wait: float) -> bool:
+    """Call ``attempt`` until it succeeds or ``wait`` seconds have passed."""
+    deadline = time.monotonic() + wait
+    while True:
+        if attempt():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
-    PostgreSQL: a session advisory lock. SQLite: ``flock`` on a file beside the database.
-    Both die with the process, so a killed sync never leaves a stale lock.
+
+@contextmanager
+def _source_lock(engine: Engine, source: str, *, wait: float = LOCK_WAIT) -> Iterator[bool]:
+    """Hold a lock that keeps two syncs of one source apart; yields False when it stays taken.
+
+    PostgreSQL: a session advisory lock. SQLite: ``flock`` on a file beside the database. Both
+    die with the process, so a killed sync never leaves a stale lock; waiting ``wait`` seconds
+    covers the moment the server needs to notice a killed session.
     """
     digest = hashlib.blake2b(f"ticketflow-sync:{source}".encode(), digest_size=8).digest()
     if engine.dialect.name == "postgresql":
         key = int.from_bytes(digest, "big", signed=True)
         with engine.connect() as conn:
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
-            conn.commit()
+
+            def take() -> bool:
+                got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                conn.commit()
+                return bool(got)
+
+            got = _poll(take, wait)
             try:
                 yield got
             finally:
@@ -173,13 +192,16 @@ def _source_lock(engine: Engine, source: str) -> Iterator[bool]:
 
     path = Path(f"{database}.sync-{digest.hex()}.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+
+    def take_file() -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
-        yield True
+            return False
+        return True
+
+    try:
+        yield _poll(take_file, wait)
     finally:
         os.close(fd)
 
@@ -404,6 +426,7 @@ def sync_source(
     client_factory: ClientFactory = _default_client,
     progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    lock_wait: float = LOCK_WAIT,
 ) -> SourceResult:
     """Sync one TOPdesk source into the warehouse; never raises a ``ConnectorError``.
 
@@ -415,6 +438,7 @@ def sync_source(
         client_factory: builds the HTTP client (tests inject a fake's transport).
         progress: called after each stored page.
         sleep: how retries wait (tests pass a recorder).
+        lock_wait: seconds to wait for another sync of this source to finish.
 
     Returns:
         The outcome; ``status == "error"`` with the message when the source failed.
@@ -422,9 +446,10 @@ def sync_source(
     started = time.perf_counter()
     result = SourceResult(source=config.name, kind=config.kind, full=full)
     run: _Run | None = None
-    with _source_lock(engine, config.name) as locked:
+    with _source_lock(engine, config.name, wait=lock_wait) as locked:
         if not locked:
-            result.status, result.message = "error", "another sync of this source is running"
+            result.status = "error"
+            result.message = f"another sync of this source is still running after {lock_wait:g} s"
             return result
         try:
             stored = _stored_cursor(engine, config.name)

@@ -533,13 +533,15 @@ def test_two_syncs_of_one_source_never_run_together(engine: Engine, desk: Desk) 
 
     def nested(_number: int, request: Recorded) -> None:
         if request.path == LIST and not inner:
-            inner.append(_sync(engine, desk))
+            inner.append(
+                sync_source(engine, desk.config, client_factory=desk.client, lock_wait=0.3)
+            )
 
     desk.fake.on_request = nested
     outer = _sync(engine, desk)
     assert outer.status == "ok"
     assert inner[0].status == "error"
-    assert "another sync" in (inner[0].message or "")
+    assert "another sync of this source is still running after 0.3 s" in (inner[0].message or "")
 
 
 def test_other_kinds_are_skipped_and_event_logs_refused(engine: Engine) -> None:
