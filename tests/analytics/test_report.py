@@ -4,6 +4,8 @@ agree with each other where they must."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -110,3 +112,14 @@ def test_the_same_report_from_shuffled_input(desk: SyntheticDesk, report: FlowRe
     )
     assert_frame_equal(again.cumulative_flow.frame, report.cumulative_flow.frame)
     assert_frame_equal(again.cycle_time_summary.frame, report.cycle_time_summary.frame)
+
+
+def test_every_definition_points_at_a_section_of_the_metrics_doc(report: FlowReport) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
+        for line in doc.splitlines()
+        if line.startswith("## ")
+    }
+    for name, result in report.results().items():
+        assert result.definition.split("#")[1] in anchors, name
