@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from app.warehouse import head_revision
+
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETFLOW_")}
@@ -28,9 +30,10 @@ def test_db_upgrade_and_current(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'w.db'}"
     done = _run(["db", "upgrade"], tmp_path, TICKETFLOW_WAREHOUSE_URL=url)
     assert done.returncode == 0, done.stderr
-    assert "revision 0001" in done.stdout
+    head = head_revision()
+    assert f"revision {head}" in done.stdout
     current = _run(["db", "current"], tmp_path, TICKETFLOW_WAREHOUSE_URL=url)
-    assert "database: 0001; code: 0001" in current.stdout
+    assert f"database: {head}; code: {head}" in current.stdout
 
 
 def test_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:
