@@ -52,7 +52,7 @@ NEW, IP, WC, WS, WO, RES, CLO, CAN = range(8)
 TRANSFER, REASSIGN = 8, 9
 _MOVES = np.zeros((8, 10))
 _MOVES[NEW, [IP, RES, CAN, TRANSFER]] = [0.88, 0.04, 0.03, 0.05]
-_MOVES[IP, [WC, WS, WO, TRANSFER, REASSIGN, RES]] = [0.16, 0.05, 0.04, 0.10, 0.04, 0.61]
+_MOVES[IP, [WC, WS, WO, TRANSFER, REASSIGN, RES]] = [0.15, 0.05, 0.04, 0.09, 0.03, 0.64]
 _MOVES[[WC, WS, WO], IP] = 0.93
 _MOVES[[WC, WS, WO], RES] = 0.07
 _MOVES[RES, [CLO, IP]] = [0.93, 0.07]
@@ -245,7 +245,7 @@ def synthetic_desk(
             np.ones(int(answer.sum()), np.int64),
             np.full(int(answer.sum()), -2),
         )
-        note = (to == IP) & (rng.random(len(rows)) < 0.12)
+        note = (to == IP) & (rng.random(len(rows)) < 0.08)
         emit(
             rows[note],
             at[note] + _H // 2,
