@@ -123,3 +123,14 @@ def test_every_definition_points_at_a_section_of_the_metrics_doc(report: FlowRep
     }
     for name, result in report.results().items():
         assert result.definition.split("#")[1] in anchors, name
+
+
+@pytest.mark.parametrize("n_tickets", [0, 1], ids=["no-tickets", "ticket-without-events"])
+def test_empty_inputs_give_empty_results(n_tickets: int) -> None:
+    from tests.analytics.builders import NOW, make_events, make_tickets
+
+    tickets = make_tickets(*[{"external_id": f"t{i}"} for i in range(n_tickets)])
+    report = flow_report(prepare_log(tickets, make_events()), now=NOW)
+    assert report.throughput_daily.frame["throughput"].sum() == 0
+    assert report.aging_wip.n == n_tickets
+    assert len(report.time_in_state.frame) == n_tickets
