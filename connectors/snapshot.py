@@ -17,6 +17,7 @@ syncs is one A -> C event at C's time), so the poll interval bounds the time res
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import timedelta
 from typing import Any
@@ -72,13 +73,25 @@ def _instants(series: pd.Series) -> list[int | None]:
 
     Plain ints compare and subtract far faster than ``Timestamp`` objects in a loop.
     """
-    stamps = pd.to_datetime(series, utc=True)
-    micros = stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[us]").astype("int64")
+    stamps = (
+        series if isinstance(series.dtype, pd.DatetimeTZDtype) else pd.to_datetime(series, utc=True)
+    )
+    micros = stamps.to_numpy(dtype="datetime64[us]").astype("int64")
     missing = stamps.isna().to_numpy()
     return [None if gone else int(v) for v, gone in zip(micros.tolist(), missing, strict=True)]
 
 
 _GRACE_US = int(BASELINE_GRACE.total_seconds() * 1_000_000)
+
+
+@functools.cache
+def _empty_events() -> pd.DataFrame:
+    return empty_events_frame()
+
+
+def _no_events() -> pd.DataFrame:
+    """An empty event frame (built once: building it costs more than a page's diff)."""
+    return _empty_events().copy()
 
 
 def split_stale(stored: pd.DataFrame, fetched: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -124,7 +137,7 @@ def snapshot_events(
         updates the ticket but is not an event: nothing happened in the tool.
     """
     if fetched.empty:
-        return empty_events_frame()
+        return _no_events()
     # a loop over plain values: per page this is far cheaper than dozens of pandas operations
     old_rows: dict[Any, tuple[Any, ...]] = {}
     if not stored.empty:
@@ -162,7 +175,7 @@ def snapshot_events(
             if after != before:
                 rows.append((sources[i], ticket_id, at, seq, fields[seq], before, after, who[i]))
     if not rows:
-        return empty_events_frame()
+        return _no_events()
     names = (
         "source",
         "ticket_id",
