@@ -33,8 +33,9 @@ from typing import Any, Literal
 import httpx
 import pandas as pd
 from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.errors import ConfigError
+from app.errors import ConfigError, WarehouseError
 from app.settings import Settings
 from app.warehouse import (
     UpsertCounts,
@@ -535,8 +536,8 @@ def sync_sources(
 ) -> list[SourceResult]:
     """Sync the configured network sources (or the one named), one after the other.
 
-    A source that fails is recorded and reported; the others still run. Disabled sources and
-    kinds without a connector yet are reported as skipped.
+    A source that fails is recorded and reported; the others still run. Disabled sources
+    (unless named) and kinds without a connector yet are reported as skipped.
 
     Raises:
         ConfigError: ``source`` is not configured, or is an event log.
@@ -547,7 +548,9 @@ def sync_sources(
     results: list[SourceResult] = []
     for config in configs:
         if not config.enabled and source is None:
-            results.append(SourceResult(config.name, config.kind, "skipped", "disabled"))
+            results.append(
+                SourceResult(config.name, config.kind, "skipped", "disabled (name it to run it)")
+            )
             continue
         if not isinstance(config, TopdeskSourceConfig):
             results.append(
@@ -556,8 +559,8 @@ def sync_sources(
                 )
             )
             continue
-        results.append(
-            sync_source(
+        try:
+            result = sync_source(
                 engine,
                 config,
                 full=full,
@@ -565,5 +568,13 @@ def sync_sources(
                 progress=progress,
                 sleep=sleep,
             )
-        )
+        except SQLAlchemyError as e:
+            cause = getattr(e, "orig", None) or e
+            first_line = (str(cause).splitlines() or [""])[0]
+            raise WarehouseError(
+                f"the warehouse failed while syncing source `{config.name}` "
+                f"({type(cause).__name__}: {first_line}); what was committed stays, "
+                "the next sync continues from its cursor"
+            ) from e
+        results.append(result)
     return results

@@ -580,3 +580,24 @@ def test_event_fields_cover_the_tracked_attributes(engine: Engine, desk: Desk) -
         ("team", "Network"),
         ("assignee", "Bram Jansen"),
     }
+
+
+def test_a_warehouse_failure_stops_the_sync_with_a_warehouse_error(
+    engine: Engine, desk: Desk
+) -> None:
+    from app.errors import WarehouseError
+
+    for _ in range(25):
+        desk.fake.add_incident()
+
+    def break_the_warehouse(_number: int, request: Recorded) -> None:
+        if request.path == LIST and len(desk.lists()) == 2:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP TABLE events")
+
+    desk.fake.on_request = break_the_warehouse
+    settings = Settings(sources=[desk.config])
+    with pytest.raises(WarehouseError, match=r"source `td`.*next sync continues"):
+        sync_sources(settings, engine=engine, client_factory=desk.client)
+    assert len(_tickets(engine)) == 10  # page 1 stays committed
+    assert _state(engine)["last_status"] == "error"
