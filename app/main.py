@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from app.cache import AnalyticsCache
 from app.deps import ReadAccess
 from app.errors import install_error_handlers
+from app.routes import alerts as alert_routes
 from app.routes import analytics, charts, dashboard, embed, ops, sources, static, tickets
 from app.routes.ops import Telemetry, TelemetryMiddleware
 from app.security import EmbedSigner, KeyRing, SecurityHeadersMiddleware
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     for module in (ops, tickets, sources, analytics, embed, charts, dashboard, static):
         app.include_router(module.router)
+    app.include_router(alert_routes.router)
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     def openapi(_caller: ReadAccess) -> dict[str, Any]:
