@@ -31,6 +31,8 @@ from tests.app.test_api_support import (
 
 PUBLIC = {"/healthz", "/static/{name}"}
 ADMIN_ROUTES = {"/metrics", "/api/v1/embed-tokens"}
+ALERT_ADMIN = ("", "/{name}/deliveries", "/{name}/redeliver", "/{name}/enable")
+ADMIN_ROUTES |= {f"/api/v1/alerts/webhooks{p}" for p in ALERT_ADMIN}
 PATH_VALUES = {"source": "desk", "external_id": "T1", "name": "aging"}
 
 
