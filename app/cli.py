@@ -325,6 +325,24 @@ def sources_command() -> None:
             )
 
 
+@app.command("worker")
+def worker_command(
+    once: Annotated[
+        bool, typer.Option("--once", help="Run every due job once, then exit.")
+    ] = False,
+) -> None:
+    """Run the scheduler: sync, analytics and alerts per source schedule, and webhook delivery.
+
+    With several replicas on one PostgreSQL warehouse, one holds the leader lock and schedules;
+    the others wait as standbys and take over when it stops. Stops on SIGTERM or Ctrl-C.
+    """
+    from app.scheduler import start_scheduler
+
+    settings = _settings()
+    handle = start_scheduler(settings, once=once)
+    handle.wait()
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[
@@ -346,6 +364,11 @@ def serve_command(
 
     settings = _settings()
     bind_host, bind_port = host or settings.api.host, port or settings.api.port
+    scheduler = None
+    if settings.schedule.in_serve:  # [schedule] in_serve: the scheduler runs beside the API
+        from app.scheduler import start_scheduler
+
+        scheduler = start_scheduler(settings, background=True)
     # access_log off: the app logs each request itself, without the query string (tokens);
     # log_config None keeps ticketflow's logging set-up
     if workers > 1:
@@ -370,6 +393,8 @@ def serve_command(
             log_config=None,
             server_header=False,
         )
+    if scheduler is not None:
+        scheduler.stop()
 
 
 def main() -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "AttemptResult",
     "DeliveryStats",
     "RetryPolicy",
+    "check_webhooks",
     "deliver_due",
     "enable_endpoint",
     "make_client",
@@ -509,3 +510,25 @@ def enable_endpoint(engine: Engine, *, webhook: str, now: datetime) -> bool:
                 .values(next_attempt_at=now, held_until=now)
             )
     return bool(changed)
+
+
+def check_webhooks(settings: AlertSettings) -> list[tuple[str, str]]:
+    """Problems of the configured webhooks found before any delivery: unreadable URL or secret,
+    or a URL the egress policy can never allow (judged without DNS; connecting checks again).
+
+    Returns ``(key, reason)`` pairs for ``ConfigError``; empty when all is well.
+    """
+    policy = EgressPolicy.from_settings(settings)
+    problems = []
+    for hook in settings.webhooks:
+        key = f"alerts.webhooks[{hook.name}]"
+        try:
+            url = hook.target()
+            hook.secrets()
+        except ValueError as e:
+            problems.append((key, str(e)))
+            continue
+        problem = policy.url_problem(url)
+        if problem is not None:
+            problems.append((key, f"refused by the egress policy: {problem}"))
+    return problems

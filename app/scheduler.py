@@ -44,7 +44,16 @@ from app.alert_settings import ScheduleSettings
 from app.settings import Settings
 from app.warehouse.alerts_schema import SchedulerRun
 
-__all__ = ["CronSchedule", "IntervalSchedule", "Job", "LeaderLock", "Scheduler", "default_jobs"]
+__all__ = [
+    "CronSchedule",
+    "IntervalSchedule",
+    "Job",
+    "LeaderLock",
+    "Scheduler",
+    "SchedulerHandle",
+    "default_jobs",
+    "start_scheduler",
+]
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -330,3 +339,90 @@ def default_jobs(
         )
     )
     return jobs
+
+
+class SchedulerHandle:
+    """A started scheduler: ``wait()`` until it stops, ``stop()`` to stop it."""
+
+    def __init__(self, scheduler: Scheduler, stop: threading.Event, cleanup: Callable[[], None]):
+        self.scheduler = scheduler
+        self.stop_event = stop
+        self._cleanup = cleanup
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+
+    def _run(self, once: bool) -> None:
+        try:
+            if once:
+                self.scheduler.tick()
+                assert self.scheduler.lock is not None
+                self.scheduler.lock.release()
+            else:
+                self.scheduler.run(self.stop_event)
+        finally:
+            self._cleanup()
+            self._done.set()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self._done.wait(timeout=60)
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        self._done.wait()
+
+
+def start_scheduler(
+    settings: Settings, *, once: bool = False, background: bool = False
+) -> SchedulerHandle:
+    """Build the scheduler of ``settings`` and start it.
+
+    Foreground (``ticketflow worker``): runs in ``wait()``, stops on SIGTERM/SIGINT.
+    Background (``ticketflow serve`` with ``[schedule] in_serve``): a daemon thread.
+
+    Raises:
+        ConfigError: a webhook's URL or secret cannot be read, or its URL is refused by the
+            egress policy.
+    """
+    import signal
+
+    from app.delivery import check_webhooks, make_client
+    from app.errors import ConfigError
+    from app.warehouse import make_engine
+
+    problems = check_webhooks(settings.alerts)
+    if problems:
+        raise ConfigError(problems)
+    engine = make_engine(settings.warehouse.url)
+    client = make_client(settings.alerts)
+    sched = Scheduler(
+        engine,
+        default_jobs(engine, settings, client=client),
+        leader_retry=settings.schedule.leader_retry_seconds,
+        tick_seconds=min(settings.schedule.delivery_poll_seconds, 5.0),
+    )
+    stop = threading.Event()
+
+    def cleanup() -> None:
+        client.close()
+        engine.dispose()
+
+    handle = SchedulerHandle(sched, stop, cleanup)
+    log.info(
+        "scheduler starting (%s)",
+        "once" if once else "background" if background else "foreground",
+        extra={"holder": sched.holder, "jobs": [j.name for j in sched.jobs]},
+    )
+    if background:
+        handle._thread = threading.Thread(
+            target=handle._run, args=(once,), name="ticketflow-scheduler", daemon=True
+        )
+        handle._thread.start()
+        return handle
+    if not once and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    handle._thread = threading.Thread(target=handle._run, args=(once,), name="scheduler")
+    handle._thread.start()
+    return handle

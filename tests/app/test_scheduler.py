@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from sqlalchemy import Engine, select
 
 from app.scheduler import CronSchedule, IntervalSchedule, Job, LeaderLock, Scheduler
 from app.warehouse import make_engine
-from app.warehouse.alerts_schema import SchedulerRun
+from app.warehouse.alerts_schema import OutboxMessage, SchedulerRun
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 3, 15, 12, 0, tzinfo=UTC)  # a Friday
@@ -181,3 +182,75 @@ def test_run_stops_and_releases_the_lock(engine: Engine) -> None:
     threading.Timer(0.3, stop.set).start()
     sched.run(stop)
     assert ran and not sched.lock.held()  # type: ignore[union-attr]
+
+
+def test_worker_once_evaluates_alerts_from_the_warehouse_and_delivers(tmp_path: Path) -> None:
+    from tests.app.test_api_support import fill_warehouse
+    from tests.fakes.receiver import Receiver
+
+    secret = "whsec_" + base64.b64encode(b"w" * 32).decode()
+    receiver = Receiver(secret=secret).start()
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    engine = make_engine(url)
+    fill_warehouse(engine)
+    (tmp_path / "ticketflow.toml").write_text(
+        f"""
+[warehouse]
+url = "{url}"
+[alerts]
+allow_networks = ["127.0.0.0/8"]
+[[alerts.webhooks]]
+name = "ops"
+url = "{receiver.url}"
+secret_env = "TF_WORKER_SECRET"
+[[alerts.rules]]
+name = "all"
+conditions = ["stale", "sla_breached", "unassigned", "customer_not_updated"]
+webhooks = ["ops"]
+"""
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETFLOW_")}
+    env["TF_WORKER_SECRET"] = secret
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "worker", "--once"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    receiver.stop()
+    assert done.returncode == 0, done.stderr
+    with engine.connect() as conn:
+        jobs = [r.job for r in conn.execute(select(SchedulerRun).order_by(SchedulerRun.id))]
+        sent = conn.execute(select(OutboxMessage)).all()
+    engine.dispose()
+    assert jobs == ["alerts"]  # no network source configured; delivery is not recorded
+    assert sent and {m.status for m in sent} == {"delivered"}
+    assert len(receiver.delivered) == len(sent) and all(r.verified for r in receiver.requests)
+
+
+def test_the_worker_refuses_a_webhook_the_egress_policy_forbids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.errors import ConfigError
+    from app.scheduler import start_scheduler
+    from app.settings import load_settings
+
+    monkeypatch.setenv("TF_WORKER_SECRET", "whsec_" + base64.b64encode(b"w" * 32).decode())
+    settings = load_settings(
+        None,
+        warehouse={"url": f"sqlite:///{tmp_path / 'w.db'}"},
+        alerts={
+            "webhooks": [
+                {
+                    "name": "meta",
+                    "url": "http://169.254.169.254/x",
+                    "secret_env": "TF_WORKER_SECRET",
+                }
+            ]
+        },
+    )
+    with pytest.raises(ConfigError, match="cloud metadata"):
+        start_scheduler(settings, once=True)
