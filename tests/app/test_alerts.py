@@ -413,3 +413,70 @@ def test_rotation_signs_with_every_secret() -> None:
     headers = signature_headers([old, new], msg_id="m", timestamp=int(now.timestamp()), body=b"1")
     for secret in (old, new):
         standardwebhooks.Webhook(secret).verify(b"1", headers)
+
+
+# configuration
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (
+            {"webhooks": [{"name": "h", "url": "https://x.example/h", "secret": "whsec_abc"}]},
+            "`secret` must not be written",
+        ),
+        ({"webhooks": [{"name": "h", "url": "https://x.example/h"}]}, "signed"),
+        (
+            {"webhooks": [{"name": "h", "format": "slack", "url": "https://hooks.slack.com/x"}]},
+            "url_env or url_file",
+        ),
+        (
+            {"rules": [{"name": "r", "conditions": ["stale"], "webhooks": ["nope"]}]},
+            "unknown webhooks nope",
+        ),
+        ({"rules": [{"name": "r", "conditions": ["nonsense"], "webhooks": []}]}, "conditions"),
+        (
+            {
+                "quiet_hours": [
+                    {"team": "x", "start": "19:00", "end": "07:00", "timezone": "Mars/Base"}
+                ]
+            },
+            "unknown time zone",
+        ),
+    ],
+)
+def test_invalid_alert_settings_name_the_problem(block: dict[str, Any], message: str) -> None:
+    from app.errors import ConfigError
+    from app.settings import load_settings
+
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, alerts=block)
+
+
+def test_schedule_settings_take_an_interval_or_a_valid_cron() -> None:
+    from app.errors import ConfigError
+    from app.settings import load_settings
+
+    ok = load_settings(None, schedule={"sources": [{"source": "a", "cron": "*/5 * * * mon-fri"}]})
+    assert ok.schedule.sources[0].cron == "*/5 * * * mon-fri"
+    for bad in (
+        {"source": "a"},
+        {"source": "a", "cron": "61 * * * *"},
+        {"source": "a", "cron": "* * *"},
+        {"source": "a", "cron": "* * * * *", "interval_minutes": 5},
+    ):
+        with pytest.raises(ConfigError, match="schedule"):
+            load_settings(None, schedule={"sources": [bad]})
+
+
+def test_webhook_secrets_are_read_from_env_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = WebhookSettings(name="h", url="https://x.example/h", secret_env="TF_TEST_ROT")
+    monkeypatch.setenv("TF_TEST_ROT", f"{SECRET} whsec_" + base64.b64encode(b"n" * 32).decode())
+    assert [len(k) for k in hook.secrets()] == [32, 32]
+    assert SECRET not in repr(hook) and SECRET not in repr(hook.secret_values())
+    monkeypatch.setenv("TF_TEST_ROT", "whsec_" + base64.b64encode(b"short").decode())
+    with pytest.raises(ValueError, match="24 bytes"):
+        hook.secrets()
+    monkeypatch.delenv("TF_TEST_ROT")
+    with pytest.raises(ValueError, match="TF_TEST_ROT"):
+        hook.secrets()
