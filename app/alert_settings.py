@@ -92,6 +92,14 @@ _NAME = r"^[A-Za-z0-9_.\-]+$"
 _MIN_SECRET_BYTES = 24
 
 
+def _workdays() -> list[Weekday]:
+    return ["mon", "tue", "wed", "thu", "fri"]
+
+
+def _every_day() -> list[Weekday]:
+    return [*_workdays(), "sat", "sun"]
+
+
 def _zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -261,7 +269,7 @@ class QuietHoursSettings(BaseModel):
     end: time
     """may be earlier than ``start``: the quiet time then runs over midnight"""
     timezone: str = "UTC"
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
+    days: list[Weekday] = Field(default_factory=_every_day)
     """days on which the quiet time *starts*"""
     except_priorities: list[int] = Field(default_factory=list)
     """tickets of these priorities are sent even in quiet hours"""
@@ -281,7 +289,7 @@ class DigestSettings(BaseModel):
     webhook: str
     at: time = time(8, 0)
     timezone: str = "UTC"
-    days: list[Weekday] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    days: list[Weekday] = Field(default_factory=_workdays)
 
     @field_validator("timezone")
     @classmethod
@@ -371,7 +379,7 @@ class SourceScheduleSettings(BaseModel):
                 f"schedule of `{self.source}`: set exactly one of interval_minutes, cron"
             )
         if self.cron is not None:
-            from apscheduler.triggers.cron import CronTrigger
+            from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 
             if not _CRON.match(self.cron.strip()):
                 raise ValueError(f"schedule of `{self.source}`: cron needs five fields")
