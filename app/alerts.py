@@ -28,12 +28,15 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from analytics.blockers import flow_blockers
-from analytics.clock import Calendars
-from analytics.log import prepare_log
-from analytics.settings import BlockerSettings, StaleSettings
-from analytics.stale import stale_calls
-from analytics.workload import operator_load
+from analytics import (
+    BlockerSettings,
+    Calendars,
+    StaleSettings,
+    flow_blockers,
+    operator_load,
+    prepare_log,
+    stale_calls,
+)
 from app.alert_settings import WEEKDAYS, AlertRuleSettings, QuietHoursSettings
 
 __all__ = [
