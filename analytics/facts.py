@@ -242,6 +242,8 @@ def calendar_index(
 ) -> npt.NDArray[np.int8]:
     """Calendar of each ticket: by the team holding it at ``instants`` (its current team column
     when ``None``), else by its source."""
+    if len(calendars.all()) == 1:
+        return np.zeros(len(tickets), dtype=np.int8)
     if instants is None or not calendars.by_team:
         team = log.column(TEAM)[tickets]
     else:

@@ -459,9 +459,12 @@ def _build_intervals(log: TicketLog, field: str) -> Intervals:
     has = np.zeros(log.n_tickets, dtype=bool)
     has[tk] = True
     missing = np.flatnonzero(~has)
-    d_raw = log.column(_TICKET_VALUE_COLUMN[field])[missing]
+    if len(missing):
+        d_raw = log.column(_TICKET_VALUE_COLUMN[field])[missing]
+    else:
+        d_raw = np.zeros(0, dtype=object)
     created = log.created[missing]
-    if field == FIELD_STATE:
+    if field == FIELD_STATE and len(missing):
         d_start = created.copy()
         resolved = log.column_ns(RESOLVED_AT)[missing]
         closed = log.column_ns(CLOSED_AT)[missing]
@@ -489,7 +492,8 @@ def _build_intervals(log: TicketLog, field: str) -> Intervals:
 
     keep = np.ones(len(tk), dtype=bool)
     if len(tk):
-        keep[1:] = (tk[1:] != tk[:-1]) | (codes[1:] != codes[:-1])
+        np.not_equal(codes[1:], codes[:-1], out=keep[1:])
+        keep[1:] |= tk[1:] != tk[:-1]
     kept = np.flatnonzero(keep)
     r_tk, r_code, r_start = tk[kept], codes[kept], tm[kept]
     r_events = np.diff(np.append(kept, len(tk))).astype(np.int64)

@@ -338,7 +338,7 @@ def _frames(
     times = pd.DatetimeIndex(tm.view("datetime64[ns]")).tz_localize("UTC").as_unit("us")
     events = pd.DataFrame(
         {
-            "source": np.full(len(tk), source, dtype=object),
+            "source": _same(source, len(tk)),
             "ticket_id": ids[tk],
             "event_key": pd.Series(np.arange(len(tk))).astype(str).radd("e").to_numpy(object),
             "occurred_at": times,
@@ -347,7 +347,7 @@ def _frames(
             "old_value": values(old),
             "new_value": values(new),
             "actor": actor_names,
-            "origin": np.full(len(tk), "history", dtype=object),
+            "origin": _same("history", len(tk)),
         }
     )[list(EVENT_COLUMNS)]
 
@@ -382,14 +382,14 @@ def _frames(
     raw = np.array([s.replace("_", " ").capitalize() for s in STATES], dtype=object)
     tickets = pd.DataFrame(
         {
-            "source": np.full(n, source, dtype=object),
+            "source": _same(source, n),
             "external_id": ids,
             "number": ids,
             "title": np.full(n, None, dtype=object),
-            "type": np.full(n, "incident", dtype=object),
+            "type": _same("incident", n),
             "raw_status": raw[state],
             "state": state_names,
-            "priority_raw": pd.Series(priority).astype(str).to_numpy(dtype=object),
+            "priority_raw": np.array(["0", "1", "2", "3", "4", "5"], dtype=object)[priority],
             "priority": pd.array(priority, dtype="Int64"),
             "category": cat_names[category],
             "team": team_names[team],
@@ -407,6 +407,11 @@ def _frames(
         }
     )[list(TICKET_COLUMNS)]
     return SyntheticDesk(tickets=tickets, events=events, now=pd.Timestamp(now, tz="UTC"))
+
+
+def _same(value: str, n: int) -> npt.NDArray[np.object_]:
+    """``n`` references to one string object (``np.full`` would make ``n`` copies of it)."""
+    return np.array([value], dtype=object)[np.zeros(n, dtype=np.int64)]
 
 
 def _seq_within_ties(tk: I64, tm: I64) -> I64:

@@ -153,14 +153,14 @@ def time_in_state(
     tickets = np.flatnonzero(seen)
     position = np.cumsum(seen) - 1
     cell = code[known] * len(tickets) + position[tk[known]]
-    columns: dict[str, object] = {}
+    parts = [log.keys_frame(tickets)]
     grids = [("", dur)] + ([("business_", business)] if business is not None else [])
     for prefix, values in grids:
         sums = exact_bincount(cell, values[known], len(tickets) * len(STATES))
-        grid = sums.reshape(len(STATES), len(tickets))
-        for j, state in enumerate(STATES):
-            columns[prefix + state] = td(grid[j])
-    frame = pd.concat([log.keys_frame(tickets), pd.DataFrame(columns)], axis=1)
+        # one (tickets x states) block, laid out as pandas stores it: no copy per column
+        block = sums.reshape(len(STATES), len(tickets)).view("timedelta64[ns]").T
+        parts.append(pd.DataFrame(block, columns=[prefix + s for s in STATES]))
+    frame = pd.concat(parts, axis=1)
     return Result(
         name="time_in_state",
         frame=frame,
