@@ -167,10 +167,16 @@ def _source_lock(engine: Engine, source: str, *, wait: float = LOCK_WAIT) -> Ite
     die with the process, so a killed sync never leaves a stale lock; waiting ``wait`` seconds
     covers the moment the server needs to notice a killed session.
     """
-    digest = hashlib.blake2b(f"ticketflow-sync:{source}".encode(), digest_size=8).digest()
+
+    def digest(scope: str) -> bytes:
+        return hashlib.blake2b(f"ticketflow-sync:{scope}:{source}".encode(), digest_size=8).digest()
+
     if engine.dialect.name == "postgresql":
-        key = int.from_bytes(digest, "big", signed=True)
         with engine.connect() as conn:
+            # advisory locks are per database: key on the schema too, so warehouses in two
+            # schemas of one database never block each other
+            where = conn.execute(text("SELECT current_database(), current_schema()")).one()
+            key = int.from_bytes(digest(f"{where[0]}.{where[1]}"), "big", signed=True)
 
             def take() -> bool:
                 got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
@@ -191,7 +197,7 @@ def _source_lock(engine: Engine, source: str, *, wait: float = LOCK_WAIT) -> Ite
         return
     import fcntl
 
-    path = Path(f"{database}.sync-{digest.hex()}.lock")
+    path = Path(f"{database}.sync-{digest('sqlite').hex()}.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def take_file() -> bool:

@@ -530,9 +530,11 @@ def test_unreadable_cursor_refuses_to_run_and_future_cursor_warns(
 def test_two_syncs_of_one_source_never_run_together(engine: Engine, desk: Desk) -> None:
     desk.fake.add_incident()
     inner: list[SourceResult] = []
+    started: list[bool] = []
 
     def nested(_number: int, request: Recorded) -> None:
-        if request.path == LIST and not inner:
+        if request.path == LIST and not started:
+            started.append(True)
             inner.append(
                 sync_source(engine, desk.config, client_factory=desk.client, lock_wait=0.3)
             )
@@ -601,3 +603,44 @@ def test_a_warehouse_failure_stops_the_sync_with_a_warehouse_error(
         sync_sources(settings, engine=engine, client_factory=desk.client)
     assert len(_tickets(engine)) == 10  # page 1 stays committed
     assert _state(engine)["last_status"] == "error"
+
+
+def test_the_sync_lock_is_per_warehouse(
+    engine: Engine, desk: Desk, warehouse_url: str, tmp_path: Any
+) -> None:
+    import uuid
+    from urllib.parse import quote
+
+    from sqlalchemy import create_engine, text
+
+    from app.warehouse import make_engine
+
+    desk.fake.add_incident()
+    if engine.dialect.name == "postgresql":
+        base = warehouse_url.split("?")[0]
+        schema = f"tf_test_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(base)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        other_url = f"{base}?options={quote(f'-csearch_path={schema}')}"
+    else:
+        other_url = f"sqlite:///{tmp_path}/other.db"
+    other = make_engine(other_url)
+    inner: list[SourceResult] = []
+    started: list[bool] = []
+
+    def nested(_number: int, request: Recorded) -> None:
+        if request.path == LIST and not started:
+            started.append(True)
+            inner.append(sync_source(other, desk.config, client_factory=desk.client, lock_wait=0))
+
+    desk.fake.on_request = nested
+    try:
+        assert _sync(engine, desk).status == "ok"
+        assert inner[0].status == "ok", inner[0].message
+    finally:
+        other.dispose()
+        if engine.dialect.name == "postgresql":
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
