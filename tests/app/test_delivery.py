@@ -52,6 +52,14 @@ def clock() -> Clock:
 
 
 @pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    """For behaviour that does not depend on the database (HTTP handling)."""
+    eng = make_engine(sqlite_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
 def receiver(clock: Clock) -> Iterator[Receiver]:
     r = Receiver(secret=SECRET, clock=clock).start()
     yield r
@@ -225,7 +233,7 @@ def test_past_the_horizon_messages_fail_the_endpoint_is_disabled_and_replay_work
 
 
 def test_status_handling_redirect_gone_and_retry_after(
-    engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    sqlite_engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = Receiver(secret=SECRET, clock=clock).start()
     redirecting = Receiver(secret=SECRET, clock=clock, mode=f"redirect:{target.url}").start()
@@ -235,41 +243,41 @@ def test_status_handling_redirect_gone_and_retry_after(
         _hook(r.url, name=n) for n, r in (("redirect", redirecting), ("gone", gone), ("busy", busy))
     ]
     settings = _settings(monkeypatch, *hooks)
-    evaluate_alerts(engine, settings, now=T0, conditions=_conditions(range(2)))
+    evaluate_alerts(sqlite_engine, settings, now=T0, conditions=_conditions(range(2)))
     with make_client(settings) as client:
-        stats = deliver_due(engine, settings, client=client, now=T0)
+        stats = deliver_due(sqlite_engine, settings, client=client, now=T0)
     for r in (target, redirecting, gone, busy):
         r.stop()
     assert target.requests == []  # the redirect was not followed
     assert stats.disabled == ["gone"] and len(gone.requests) == 1
-    by_hook = {(a.webhook, a.outcome, a.status_code) for a in _attempts(engine)}
+    by_hook = {(a.webhook, a.outcome, a.status_code) for a in _attempts(sqlite_engine)}
     assert ("redirect", "redirect", 302) in by_hook and ("busy", "http_error", 429) in by_hook
-    busy_next = {m.next_attempt_at for m in _messages(engine) if m.webhook == "busy"}
+    busy_next = {m.next_attempt_at for m in _messages(sqlite_engine) if m.webhook == "busy"}
     assert min(busy_next) >= T0 + timedelta(seconds=3600)  # Retry-After honoured, capped at 1 h
-    redirect_next = {m.next_attempt_at for m in _messages(engine) if m.webhook == "redirect"}
+    redirect_next = {m.next_attempt_at for m in _messages(sqlite_engine) if m.webhook == "redirect"}
     assert max(redirect_next) <= T0 + timedelta(seconds=7)
-    gone_msgs = [m for m in _messages(engine) if m.webhook == "gone"]
+    gone_msgs = [m for m in _messages(sqlite_engine) if m.webhook == "gone"]
     assert [m.status for m in gone_msgs] == ["pending", "pending"]
 
 
 def test_a_hanging_receiver_only_delays_itself(
-    engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    sqlite_engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slow = Receiver(secret=SECRET, clock=clock, mode="hang:4").start()
     fast = [Receiver(secret=SECRET, clock=clock).start() for _ in range(5)]
     hooks = [_hook(slow.url, name="slow", timeout_seconds=1)]
     hooks += [_hook(r.url, name=f"fast{i}") for i, r in enumerate(fast)]
     settings = _settings(monkeypatch, *hooks)
-    evaluate_alerts(engine, settings, now=T0, conditions=_conditions(range(2)))
+    evaluate_alerts(sqlite_engine, settings, now=T0, conditions=_conditions(range(2)))
     started = time.monotonic()
     with make_client(settings) as client:
-        stats = deliver_due(engine, settings, client=client, now=T0)
+        stats = deliver_due(sqlite_engine, settings, client=client, now=T0)
     took = time.monotonic() - started
     for r in (slow, *fast):
         r.stop()
     assert stats.delivered == 10 and stats.failed_attempts == 2
     assert all(len(r.delivered) == 2 for r in fast)
-    slow_attempts = [a for a in _attempts(engine) if a.webhook == "slow"]
+    slow_attempts = [a for a in _attempts(sqlite_engine) if a.webhook == "slow"]
     assert {a.outcome for a in slow_attempts} == {"timeout"}
     assert all(900 <= a.duration_ms < 3500 for a in slow_attempts)
     assert took < 2 * 4  # the slow endpoint's timeouts bound the round, not its hangs

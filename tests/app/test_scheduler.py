@@ -119,12 +119,12 @@ def _run_two(url: str, *, locked: bool) -> list[Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [sys.executable, "-c", CHILD, url]
     flag = "1" if locked else "0"
-    a = subprocess.Popen([*args, "4", flag], env=env, cwd=REPO, stdout=subprocess.PIPE)
-    b = subprocess.Popen([*args, "4", flag], env=env, cwd=REPO, stdout=subprocess.PIPE)
+    a = subprocess.Popen([*args, "3", flag], env=env, cwd=REPO, stdout=subprocess.PIPE)
+    b = subprocess.Popen([*args, "3", flag], env=env, cwd=REPO, stdout=subprocess.PIPE)
     for proc in (a, b):
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"started"
     engine = make_engine(url)
-    time.sleep(1.5)  # both are up and ticking: only the lock keeps them apart
+    time.sleep(1.0)  # both are up and ticking: only the lock keeps them apart
     with engine.connect() as conn:
         latest = conn.execute(
             select(SchedulerRun.holder).order_by(SchedulerRun.started_at.desc())
