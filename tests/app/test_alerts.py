@@ -172,7 +172,10 @@ def _ep(**kw: Any) -> EpisodeState:
 def test_build_alerts_opens_remembers_reminds_and_clears() -> None:
     rule = _rule(reminder_hours=8)
     matched = match_rules(_conditions({"subject": "a"}), [rule])
-    kinds = lambda alerts: [(a.kind, a.notify) for a in alerts]  # noqa: E731
+
+    def kinds(alerts: list[Alert]) -> list[tuple[str, bool]]:
+        return [(a.kind, a.notify) for a in alerts]
+
     assert kinds(build_alerts(matched, [], [rule], now=T0)) == [("opened", True)]
     ep = _ep()
     later = T0 + timedelta(hours=7, minutes=59)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +37,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
             WebhookSettings(name="chat", format="slack", url_env="TF_TEST_SLACK_URL"),
         ],
         rules=[AlertRuleSettings(name="desk", conditions=["stale"], webhooks=["ops"])],
-        allow_networks=["127.0.0.0/8"],  # type: ignore[list-item]
+        allow_networks=[ipaddress.ip_network("127.0.0.0/8")],
     )
     now = datetime.now(UTC) - timedelta(minutes=5)
     evaluate_alerts(engine, alerts, now=now, conditions=_conditions(range(3)))

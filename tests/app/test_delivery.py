@@ -8,6 +8,7 @@ through ``allow_networks``) that verifies every signature with the official libr
 from __future__ import annotations
 
 import base64
+import ipaddress
 import itertools
 import random
 import time
@@ -73,7 +74,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch, *hooks: WebhookSettings, **kw: An
     return AlertSettings(
         webhooks=list(hooks),
         rules=[rule],
-        allow_networks=["127.0.0.0/8"],  # type: ignore[list-item]
+        allow_networks=[ipaddress.ip_network("127.0.0.0/8")],
         **kw,
     )
 
@@ -82,7 +83,7 @@ def _hook(url: str, name: str = "hook", **kw: Any) -> WebhookSettings:
     return WebhookSettings(name=name, url=url, secret_env="TF_TEST_HOOK_SECRET", **kw)
 
 
-def _conditions(subjects: range | list[str]) -> pd.DataFrame:
+def _conditions(subjects: range | list[int]) -> pd.DataFrame:
     rows = [
         {
             **dict.fromkeys(CONDITION_COLUMNS),

@@ -82,7 +82,7 @@ class Receiver:
 
         class Frozen(datetime):
             @classmethod
-            def now(cls, tz: Any = None) -> Frozen:  # type: ignore[override]
+            def now(cls, tz: Any = None) -> Frozen:
                 return cls.fromtimestamp(now.timestamp(), tz)
 
         try:
