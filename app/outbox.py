@@ -335,7 +335,8 @@ def evaluate_alerts(
             shared analytics); read from the warehouse when None.
     """
     if not settings.rules:
-        return EvaluationResult()
+        # no rules (any more): close what is still open, silently, without reading anything
+        conditions = collect_conditions(pd.DataFrame(), pd.DataFrame(), now=now)
     if conditions is None:
         with engine.connect() as conn:
             tickets = read_tickets_frame(conn)

@@ -483,3 +483,18 @@ def test_webhook_secrets_are_read_from_env_and_checked(monkeypatch: pytest.Monke
     monkeypatch.delenv("TF_TEST_ROT")
     with pytest.raises(ValueError, match="TF_TEST_ROT"):
         hook.secrets()
+
+
+def test_episodes_of_a_removed_rule_close_silently(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(monkeypatch, _rule(name="old"), _rule(name="kept"))
+    on = _conditions({"subject": "T1"})
+    evaluate_alerts(engine, settings, now=T0, conditions=on)
+    for remaining in ([_rule(name="kept")], []):
+        changed = settings.model_copy(update={"rules": remaining})
+        evaluate_alerts(engine, changed, now=T0 + timedelta(hours=1), conditions=on)
+    with engine.connect() as conn:
+        episodes = conn.execute(select(AlertEpisode).order_by(AlertEpisode.id)).all()
+    assert [(e.rule, e.cleared_at is not None) for e in episodes] == [("old", True), ("kept", True)]
+    assert [m.kind for m in _messages(engine)] == ["opened", "opened"]  # no "cleared" for them
