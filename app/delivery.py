@@ -61,6 +61,7 @@ __all__ = [
     "enable_endpoint",
     "make_client",
     "post_webhook",
+    "prune",
     "redeliver",
     "worker_name",
 ]
@@ -532,3 +533,20 @@ def check_webhooks(settings: AlertSettings) -> list[tuple[str, str]]:
         if problem is not None:
             problems.append((key, f"refused by the egress policy: {problem}"))
     return problems
+
+
+def prune(engine: Engine, *, now: datetime, keep_days: int) -> int:
+    """Drop attempts, and finished messages (delivered, failed, cancelled), older than
+    ``keep_days``; pending messages and episodes are kept. Returns the rows deleted."""
+    cutoff = now - timedelta(days=keep_days)
+    with engine.begin() as conn:
+        attempts = conn.execute(
+            AlertAttempt.__table__.delete().where(AlertAttempt.started_at < cutoff)  # type: ignore[attr-defined]
+        ).rowcount
+        messages = conn.execute(
+            OutboxMessage.__table__.delete().where(  # type: ignore[attr-defined]
+                OutboxMessage.status.in_(["delivered", "failed", "cancelled"]),
+                OutboxMessage.created_at < cutoff,
+            )
+        ).rowcount
+    return int(attempts) + int(messages)

@@ -286,7 +286,7 @@ def default_jobs(
 ) -> list[Job]:
     """sync:<source> per network source, then ``alerts`` (after syncs or on its interval),
     then ``delivery`` every tick."""
-    from app.delivery import deliver_due, make_client
+    from app.delivery import deliver_due, make_client, prune
     from app.outbox import evaluate_alerts, queue_digests
     from app.sync import sync_sources
 
@@ -324,6 +324,11 @@ def default_jobs(
             after=sync_names,
         )
     )
+
+    def housekeeping(now: datetime) -> dict[str, Any]:
+        return {"deleted": prune(engine, now=now, keep_days=settings.alerts.attempts_keep_days)}
+
+    jobs.append(Job("housekeeping", IntervalSchedule(timedelta(days=1)), housekeeping))
     shared = client or make_client(settings.alerts)
 
     def delivery(now: datetime) -> dict[str, Any]:

@@ -282,3 +282,19 @@ def test_a_hanging_receiver_only_delays_itself(
     assert {a.outcome for a in slow_attempts} == {"timeout"}
     assert all(900 <= a.duration_ms < 3500 for a in slow_attempts)
     assert took < 2 * 4  # the slow endpoint's timeouts bound the round, not its hangs
+
+
+def test_housekeeping_drops_old_attempts_and_finished_messages(
+    sqlite_engine: Engine, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.delivery import prune
+
+    settings = _settings(monkeypatch, _hook(receiver.url))
+    evaluate_alerts(sqlite_engine, settings, now=T0, conditions=_conditions(range(2)))
+    with make_client(settings) as client:
+        deliver_due(sqlite_engine, settings, client=client, now=T0)
+    evaluate_alerts(sqlite_engine, settings, now=T0, conditions=_conditions(range(3)))
+    assert prune(sqlite_engine, now=T0 + timedelta(days=29), keep_days=30) == 0
+    assert prune(sqlite_engine, now=T0 + timedelta(days=31), keep_days=30) == 4
+    assert [m.status for m in _messages(sqlite_engine)] == ["pending"]
+    assert _attempts(sqlite_engine) == []

@@ -226,7 +226,7 @@ webhooks = ["ops"]
         jobs = [r.job for r in conn.execute(select(SchedulerRun).order_by(SchedulerRun.id))]
         sent = conn.execute(select(OutboxMessage)).all()
     engine.dispose()
-    assert jobs == ["alerts"]  # no network source configured; delivery is not recorded
+    assert jobs == ["alerts", "housekeeping"]  # no network source; delivery is not recorded
     assert sent and {m.status for m in sent} == {"delivered"}
     assert len(receiver.delivered) == len(sent) and all(r.verified for r in receiver.requests)
 
