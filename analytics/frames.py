@@ -251,6 +251,14 @@ def objects(series: pd.Series) -> npt.NDArray[np.object_]:
 
 def codes_in(values: npt.NDArray[np.object_], known: tuple[str, ...]) -> npt.NDArray[np.int64]:
     """Index of each value in ``known`` (-1 for missing or unknown values)."""
+    if len(values) and isinstance(values[0], str):
+        # a column holding one value only (a frame of one field, one source): no hashing
+        first = values[0]
+        if bool((values[:: max(len(values) // 64, 1)] == first).all()) and bool(
+            (values == first).all()
+        ):
+            code = known.index(first) if first in known else -1
+            return np.full(len(values), code, dtype=np.int64)
     codes, uniques = pd.factorize(values)
     table = np.array(
         [known.index(u) if isinstance(u, str) and u in known else -1 for u in uniques] + [-1],
