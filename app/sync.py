@@ -32,8 +32,10 @@ from typing import Any, Literal
 
 import httpx
 import pandas as pd
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, String, any_, bindparam, select, text, type_coerce
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.types import NullType
 
 from app.errors import ConfigError, WarehouseError
 from app.settings import Settings
@@ -223,15 +225,29 @@ def _stored_cursor(engine: Engine, source: str) -> str | None:
 
 
 def _stored_snapshots(conn: Connection, source: str, ids: list[str]) -> pd.DataFrame:
-    """The warehouse's rows for these tickets: what the fetched snapshots are compared with."""
-    columns = [getattr(Ticket, c) for c in SNAPSHOT_COLUMNS]
+    """The warehouse's rows for these tickets: what the fetched snapshots are compared with.
+
+    One query per page: ``= ANY(array)`` on PostgreSQL, ``IN`` on SQLite. ``updated_at`` comes
+    back raw and is converted column-wise (the per-row type conversion cost more than the query).
+    """
+    table = Ticket.__table__
+    columns = [
+        table.c.external_id,
+        type_coerce(table.c.updated_at, NullType()).label("updated_at"),
+        *(table.c[c] for c in SNAPSHOT_COLUMNS[2:]),
+    ]
     rows: list[Any] = []
-    for i in range(0, len(ids), 5000):
-        chunk = ids[i : i + 5000]
-        stmt = select(*columns).where(Ticket.source == source, Ticket.external_id.in_(chunk))
-        rows += conn.execute(stmt).all()
+    if conn.dialect.name == "postgresql":
+        wanted = bindparam("ids", type_=ARRAY(String()))
+        stmt = select(*columns).where(table.c.source == source, table.c.external_id == any_(wanted))
+        rows = list(conn.execute(stmt, {"ids": ids}).all())
+    else:
+        for i in range(0, len(ids), 5000):
+            chunk = ids[i : i + 5000]
+            stmt = select(*columns).where(table.c.source == source, table.c.external_id.in_(chunk))
+            rows += conn.execute(stmt).all()
     frame = pd.DataFrame(rows, columns=list(SNAPSHOT_COLUMNS))
-    frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
+    frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True, format="ISO8601")
     return frame
 
 
