@@ -27,7 +27,7 @@ from analytics.aging import _stopped_in
 from analytics.clock import Calendars
 from analytics.daily import resolve_window
 from analytics.facts import business_segments, ticket_facts
-from analytics.frames import NAT, STATE, STATES, from_ns, pick_or_none, td, timestamp_ns
+from analytics.frames import NAT, STATE, STATES, from_ns, pick_or_none, td, text, timestamp_ns
 from analytics.log import TicketLog, segmented_last_le
 from analytics.pingpong import sequence
 from analytics.result import Result, Window
@@ -67,19 +67,22 @@ def ticket_flow_times(
     now_ns = timestamp_ns(now)
     f = ticket_facts(log, now=now_ns, settings=settings)
     rows = np.flatnonzero(f.exists)
-    frame = log.keys_frame(rows)
-    frame[STATE] = pick_or_none(np.array(STATES, dtype=object), f.state[rows])
-    frame[CREATED] = from_ns(f.created[rows])
-    frame[FIRST_START] = from_ns(f.first_start[rows])
-    frame[FIRST_STOP] = from_ns(f.first_stop[rows])
-    frame[STOP] = from_ns(f.final_stop[rows])
-    frame[REOPENS] = f.reopens[rows]
-    frame[LEAD_TIME] = td(f.lead[rows])
-    frame[CYCLE_TIME] = td(f.cycle[rows])
+    columns: dict[str, object] = {
+        **log.keys(rows),
+        STATE: text(pick_or_none(np.array(STATES, dtype=object), f.state[rows])),
+        CREATED: from_ns(f.created[rows]),
+        FIRST_START: from_ns(f.first_start[rows]),
+        FIRST_STOP: from_ns(f.first_stop[rows]),
+        STOP: from_ns(f.final_stop[rows]),
+        REOPENS: f.reopens[rows],
+        LEAD_TIME: td(f.lead[rows]),
+        CYCLE_TIME: td(f.cycle[rows]),
+    }
     if calendars is not None:
         lead_b, cycle_b = business_segments(log, calendars, f)
-        frame["business_" + LEAD_TIME] = td(lead_b[rows])
-        frame["business_" + CYCLE_TIME] = td(cycle_b[rows])
+        columns["business_" + LEAD_TIME] = td(lead_b[rows])
+        columns["business_" + CYCLE_TIME] = td(cycle_b[rows])
+    frame = pd.DataFrame(columns, copy=False)
     return Result(
         name="ticket_flow_times",
         frame=frame,

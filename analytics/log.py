@@ -239,7 +239,7 @@ class TicketLog:
 
     def keys_frame(self, rows: I64) -> pd.DataFrame:
         """``source`` and ``ticket_id`` of the given ticket rows (the leading output columns)."""
-        return pd.DataFrame(self.keys(rows))
+        return pd.DataFrame(self.keys(rows), copy=False)
 
     def keys(self, rows: I64) -> dict[str, object]:
         """``source`` and ``ticket_id`` of the given ticket rows, as output columns."""
