@@ -130,12 +130,14 @@ def cycle_time_summary(
     ps = tuple(dict.fromkeys((*settings.percentiles, settings.sle_percentile)))
     parts = []
     excluded = 0
+    # start = stop: "stopped but never really started" (judged on the calendar clock: a business
+    # cycle time can be 0 for a ticket worked outside working hours)
+    no_cycle = f.cycle == 0
     for name, values in metrics:
         use = stopped & (values != NAT)
         if name.endswith(CYCLE_TIME):
-            zero = use & (values == 0)
-            excluded = max(excluded, int(zero.sum()))
-            use &= values != 0
+            excluded = int((use & no_cycle).sum())
+            use &= ~no_cycle
         table, counts = grouped_percentiles(
             group[use], values[use], len(labels), ps, settings.percentile_method
         )

@@ -12,7 +12,7 @@ from analytics.flowtime import cycle_time_summary, flow_rates, ticket_flow_times
 from analytics.log import TicketLog, prepare_log
 from analytics.result import Window
 from analytics.settings import FlowSettings
-from tests.analytics.builders import NOW, ts
+from tests.analytics.builders import NOW, make_events, make_tickets, ts
 from tests.analytics.scenario import EVENTS, TICKETS
 
 H = pd.Timedelta(hours=1)
@@ -114,3 +114,26 @@ def test_rates_with_an_empty_window_are_nan(log: TicketLog) -> None:
     f = flow_rates(log, now=NOW, window=empty).frame
     assert f["denominator"].tolist() == [0, 0, 0]
     assert all(math.isnan(r) for r in f["rate"])
+
+
+def test_business_cycle_time_of_weekend_work_is_zero_not_missing() -> None:
+    tickets = make_tickets(
+        {"external_id": "W", "state": "resolved", "created_at": "2024-03-09T09:00Z"},
+        {"external_id": "I", "state": "resolved", "created_at": "2024-03-12T09:00Z"},
+    )
+    events = make_events(
+        ("W", "2024-03-09T09:00Z", "state", "new"),  # Saturday
+        ("W", "2024-03-09T10:00Z", "state", "in_progress"),
+        ("W", "2024-03-09T12:00Z", "state", "resolved"),
+        ("I", "2024-03-12T09:00Z", "state", "new"),
+        ("I", "2024-03-12T10:00Z", "state", "in_progress"),
+        ("I", "2024-03-12T10:00Z", "state", "resolved"),  # closed in the call: start = stop
+    )
+    result = cycle_time_summary(
+        prepare_log(tickets, events), now=NOW, window=WEEK, calendars=Calendars()
+    )
+    f = result.frame.set_index("metric")
+    assert f.loc["cycle_time", "n"] == 1 and f.loc["cycle_time", "p50"] == 2 * H
+    assert f.loc["business_cycle_time", "n"] == 1
+    assert f.loc["business_cycle_time", "p50"] == pd.Timedelta(0)
+    assert result.notes[2] == "1 ticket(s) with start = stop left out of the cycle time"
