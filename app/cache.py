@@ -204,6 +204,21 @@ class AnalyticsCache:
                     self._key_locks.pop(old, None)
             return cached
 
+    def peek(self, key: Hashable) -> Cached[Any] | None:
+        """The cached result for ``key`` when it can be served without any I/O or computing.
+
+        No database query and no lock wait: ``None`` when the fingerprint is due for a check,
+        no snapshot is loaded, or the entry is missing or stale; the caller then takes the full
+        path (``get``) in a worker thread. This is the hot path of every cached request.
+        """
+        version = self._version
+        if version is None or self._clock() - self._checked >= self._check_every:
+            return None
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.version != version:
+            return None
+        return self._fresh(key, version)
+
     def _fresh(self, key: Hashable, version: str) -> Cached[Any] | None:
         with self._lock:
             entry = self._entries.get(key)

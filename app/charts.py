@@ -246,10 +246,36 @@ def aging_figure(frame: pd.DataFrame, as_of: datetime, title: str) -> go.Figure:
                 ),
             )
         )
+    _pace_bands(fig, frame.attrs.get("pace") or {}, states)
     fig.update_xaxes(categoryorder="array", categoryarray=states)
     return base_layout(
         fig, title=f"{title} (as of {as_of:%Y-%m-%d %H:%M} UTC)", x="state", y="age (days)"
     )
+
+
+_PACE_LINES = (("p50", "#90a4ae"), ("p70", "#9e9d24"), ("p85", "#ef6c00"), ("p95", "#c62828"))
+
+
+def _pace_bands(
+    fig: go.Figure, pace: dict[str, dict[str, float | None]], states: list[str]
+) -> None:
+    """Per state, a short line at the age by which 50/70/85/95 % of finished tickets had left
+    that state (``pace_percentiles``): a dot above the p85 line is slower than 85 % of history."""
+    for label, color in _PACE_LINES:
+        xs = [s for s in states if (pace.get(s) or {}).get(label) is not None]
+        if not xs:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[pace[s][label] for s in xs],
+                mode="markers",
+                name=f"{label} pace",
+                marker={"symbol": "line-ew-open", "size": 48, "color": color, "line": {"width": 2}},
+                hovertemplate=f"{label} of finished tickets left %{{x}} within %{{y:.1f}} days"
+                "<extra></extra>",
+            )
+        )
 
 
 def _band_rank(band: str) -> tuple[int, str]:
@@ -275,6 +301,193 @@ def throughput_figure(frame: pd.DataFrame, as_of: datetime, title: str) -> go.Fi
     )
 
 
+def _customdata(frame: pd.DataFrame, *extra: str) -> list[list[Any]]:
+    urls = [safe_url(u) for u in frame["url"]]
+    columns = [frame[c].tolist() for c in extra]
+    return [[u, *(c[i] for c in columns)] for i, u in enumerate(urls)]
+
+
+def stale_figure(frame: pd.DataFrame, as_of: datetime, title: str) -> go.Figure:
+    """Stale calls: one point per ticket, team (x) by days since real activity (y), coloured
+    by priority; forgotten ("dead") calls drawn as crosses."""
+    if frame.empty:
+        return empty_figure(title, "No stale calls")
+    teams = sorted(frame["team"].astype(object).where(frame["team"].notna(), "—").unique())
+    team = frame["team"].astype(object).where(frame["team"].notna(), "—")
+    fig = go.Figure()
+    priority = frame["priority"].astype(object).where(frame["priority"].notna(), None)
+    for i, p in enumerate(
+        sorted(set(priority.dropna())) + ([None] if priority.isna().any() else [])
+    ):
+        part = frame[(priority.isna() if p is None else priority == p).to_numpy()]
+        dead = part["dead"].fillna(False).astype(bool).to_numpy()
+        fig.add_trace(
+            go.Scatter(
+                x=team[part.index],
+                y=_days(part["age"]),
+                mode="markers",
+                name=f"P{p}" if p is not None else "no priority",
+                marker={
+                    "size": 9,
+                    "color": _PACE_COLORS[::-1][min(i, len(_PACE_COLORS) - 1)],
+                    "symbol": ["x" if d else "circle" for d in dead],
+                    "line": {"width": 0.5, "color": "#263238"},
+                },
+                text=_hover(part),
+                customdata=_customdata(part, "state", "overdue"),
+                hovertemplate=(
+                    "%{text}<br>%{y:.1f} days without activity · %{customdata[1]}"
+                    "<br>%{customdata[2]:.1f}× the threshold<extra>%{fullData.name}</extra>"
+                ),
+            )
+        )
+    fig.update_xaxes(categoryorder="array", categoryarray=teams)
+    return base_layout(
+        fig,
+        title=f"{title} (as of {as_of:%Y-%m-%d %H:%M} UTC)",
+        x="team",
+        y="days without real activity",
+    )
+
+
+def cycle_time_figure(frame: pd.DataFrame, as_of: datetime, title: str) -> go.Figure:
+    """Finished tickets: finish day (x) by cycle time in days (y), with percentile lines."""
+    if frame.empty:
+        return empty_figure(title, "No finished tickets in the window")
+    fig = go.Figure(
+        go.Scattergl(
+            x=pd.to_datetime(frame["stop"]),
+            y=_days(frame["cycle_time"]),
+            mode="markers",
+            name="finished ticket",
+            marker={"size": 6, "color": COLORS["neutral"], "opacity": 0.7},
+            text=_hover(frame),
+            customdata=_customdata(frame, "team"),
+            hovertemplate=(
+                "%{text}<br>finished %{x|%Y-%m-%d} · %{y:.1f} days · %{customdata[1]}"
+                "<extra></extra>"
+            ),
+        )
+    )
+    lines = frame.attrs.get("percentiles") or {}
+    percentile_lines(fig, [(f"{k[1:]}%", v) for k, v in lines.items() if v is not None])
+    return base_layout(
+        fig, title=f"{title} (as of {as_of:%Y-%m-%d} UTC)", x="finished", y="cycle time (days)"
+    )
+
+
+_CFD_STATES = (
+    ("closed", "#78909c"),
+    ("resolved", "#2e7d32"),
+    ("cancelled", "#bdbdbd"),
+    ("waiting_other", "#8d6e63"),
+    ("waiting_supplier", "#ab47bc"),
+    ("waiting_customer", "#f9a825"),
+    ("in_progress", "#1e88e5"),
+    ("new", "#c62828"),
+)
+
+
+def cfd_figure(frame: pd.DataFrame, as_of: datetime, title: str) -> go.Figure:
+    """Cumulative flow: tickets per state at the end of each day, stacked (done at the bottom)."""
+    if frame.empty:
+        return empty_figure(title, "No days in the window")
+    fig = go.Figure()
+    x = pd.to_datetime(frame["date"])
+    for state, color in _CFD_STATES:
+        if state not in frame.columns:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=frame[state],
+                mode="lines",
+                stackgroup="cfd",
+                name=state.replace("_", " "),
+                line={"width": 0.5, "color": color},
+                hovertemplate="%{x|%Y-%m-%d}: %{y} " + state.replace("_", " ") + "<extra></extra>",
+            )
+        )
+    return base_layout(fig, title=f"{title} (as of {as_of:%Y-%m-%d} UTC)", x="day", y="tickets")
+
+
+def time_in_status_figure(frame: pd.DataFrame, as_of: datetime, title: str) -> go.Figure:
+    """Mean days per ticket in each open state, by team (stacked): where work waits."""
+    if frame.empty:
+        return empty_figure(title, "No tickets")
+    fig = go.Figure()
+    teams = sorted(frame["team"].unique())
+    for state in _STATE_ORDER:
+        part = frame[frame["state"] == state]
+        if part.empty:
+            continue
+        fig.add_trace(
+            go.Bar(
+                x=part["team"],
+                y=part["mean_days"],
+                name=state.replace("_", " "),
+                text=[
+                    "longest: " + hover_text(n, t) if n is not None else ""
+                    for n, t in zip(part["longest_number"], part["longest_title"], strict=True)
+                ],
+                textposition="none",
+                customdata=[
+                    [safe_url(u), k, d]
+                    for u, k, d in zip(
+                        part["longest_url"], part["tickets"], part["longest_days"], strict=True
+                    )
+                ],
+                hovertemplate=(
+                    "%{x} · " + state.replace("_", " ") + ": %{y:.1f} days per ticket "
+                    "(%{customdata[1]} tickets)<br>%{text} (%{customdata[2]:.1f} days)"
+                    "<extra></extra>"
+                ),
+            )
+        )
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(categoryorder="array", categoryarray=teams)
+    return base_layout(
+        fig,
+        title=f"{title} (as of {as_of:%Y-%m-%d} UTC)",
+        x="team",
+        y="mean days per ticket in state",
+    )
+
+
+def handover_figure(frame: pd.DataFrame, as_of: datetime, title: str) -> go.Figure:
+    """Handovers between teams: from (y) to (x), colour = handovers, hover with bounces."""
+    if frame.empty:
+        return empty_figure(title, "No handovers in the window")
+    src = frame["from_team"].astype(object).where(frame["from_team"].notna(), "—")
+    dst = frame["to_team"].astype(object).where(frame["to_team"].notna(), "—")
+    teams = sorted(set(src) | set(dst))
+    pos = {t: i for i, t in enumerate(teams)}
+    z: list[list[float | None]] = [[None] * len(teams) for _ in teams]
+    info: list[list[list[int]]] = [[[0, 0] for _ in teams] for _ in teams]
+    for f, t, h, k, b in zip(
+        src, dst, frame["handovers"], frame["tickets"], frame["bounces"], strict=True
+    ):
+        z[pos[f]][pos[t]] = float(h)
+        info[pos[f]][pos[t]] = [int(k), int(b)]
+    labels = [html.escape(str(t)) for t in teams]
+    fig = go.Figure(
+        go.Heatmap(
+            x=labels,
+            y=labels,
+            z=z,
+            customdata=info,
+            colorscale="Oranges",
+            hovertemplate=(
+                "%{y} → %{x}: %{z} handovers<br>%{customdata[0]} tickets, "
+                "%{customdata[1]} bounces back<extra></extra>"
+            ),
+        )
+    )
+    return base_layout(
+        fig, title=f"{title} (as of {as_of:%Y-%m-%d} UTC)", x="to team", y="from team"
+    )
+
+
 CHARTS.update(
     {
         "aging": ChartSpec(
@@ -290,6 +503,41 @@ CHARTS.update(
             description="tickets finished per day",
             analysis="throughput",
             build=throughput_figure,
+        ),
+        "stale": ChartSpec(
+            name="stale",
+            title="Stale calls",
+            description="stale calls by team and days without activity, coloured by priority",
+            analysis="stale",
+            build=stale_figure,
+        ),
+        "cfd": ChartSpec(
+            name="cfd",
+            title="Cumulative flow",
+            description="tickets per state at the end of each day",
+            analysis="cfd",
+            build=cfd_figure,
+        ),
+        "cycle-time": ChartSpec(
+            name="cycle-time",
+            title="Cycle time",
+            description="finished tickets by finish day and cycle time, with percentile lines",
+            analysis="cycle-chart",
+            build=cycle_time_figure,
+        ),
+        "time-in-status": ChartSpec(
+            name="time-in-status",
+            title="Time in status by team",
+            description="mean days per ticket in each open state, by team (bottlenecks)",
+            analysis="time-by-team",
+            build=time_in_status_figure,
+        ),
+        "handover": ChartSpec(
+            name="handover",
+            title="Handover matrix",
+            description="tickets handed over between teams, with bounces",
+            analysis="handovers",
+            build=handover_figure,
         ),
     }
 )

@@ -16,17 +16,34 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "AgingPage",
     "AgingRead",
+    "BlockerPage",
+    "BlockerRead",
+    "CfdPage",
+    "CfdRead",
+    "CycleSummaryRead",
+    "CycleTimePage",
+    "CycleTimeRead",
+    "DailyReport",
     "EmbedTokenCreate",
     "EmbedTokenRead",
     "EventRead",
+    "FlowRateRead",
+    "FlowSummary",
+    "HandoverPage",
+    "HandoverRead",
     "Health",
     "Page",
+    "ReportTicket",
     "SourceRead",
+    "StalePage",
+    "StaleRead",
     "ThroughputPage",
     "ThroughputRead",
     "TicketDetail",
     "TicketPage",
     "TicketRead",
+    "TimeInStatusPage",
+    "TimeInStatusRead",
     "UnknownStatusRead",
 ]
 
@@ -168,3 +185,167 @@ class ThroughputRead(_Model):
 
 class ThroughputPage(AnalyticsPage[ThroughputRead]):
     pass
+
+
+class _TicketRef(_Model):
+    """The ticket a per-ticket analytics row is about, with its link."""
+
+    source: str
+    ticket_id: str
+    number: str | None
+    title: str | None
+    url: str | None = Field(description="the ticket in its own tool")
+
+
+class StaleRead(_TicketRef):
+    priority: int | None
+    state: str
+    team: str | None
+    assignee: str | None
+    last_activity_at: datetime | None
+    last_activity: str | None = Field(description="what the last real activity was")
+    age: timedelta = Field(description="since the last real activity (ISO 8601 duration)")
+    business_age: timedelta | None
+    threshold: timedelta | None = Field(description="the staleness threshold for the priority")
+    overdue: float | None = Field(description="age ÷ threshold")
+    dead: bool = Field(description="far past the threshold: probably forgotten")
+    reason: str
+
+
+class StalePage(AnalyticsPage[StaleRead]):
+    pass
+
+
+BlockerKind = Literal[
+    "sla_breached",
+    "sla_risk",
+    "queued",
+    "unassigned",
+    "ping_pong",
+    "waiting_customer",
+    "waiting_supplier",
+    "waiting_other",
+    "customer_not_updated",
+]
+
+
+class BlockerRead(_TicketRef):
+    priority: int | None
+    state: str | None
+    team: str | None
+    assignee: str | None
+    blocker: str = Field(description="the kind of blocker, e.g. `queued`, `sla_risk`")
+    reason: str
+    since: datetime | None
+    age: timedelta | None
+    business_age: timedelta | None
+
+
+class BlockerPage(AnalyticsPage[BlockerRead]):
+    pass
+
+
+class TimeInStatusRead(_TicketRef):
+    team: str | None
+    state: str | None = Field(description="the ticket's current lifecycle state")
+    new: timedelta
+    in_progress: timedelta
+    waiting_customer: timedelta
+    waiting_supplier: timedelta
+    waiting_other: timedelta
+    resolved: timedelta
+    closed: timedelta
+    cancelled: timedelta
+
+
+class TimeInStatusPage(AnalyticsPage[TimeInStatusRead]):
+    pass
+
+
+class CycleTimeRead(_TicketRef):
+    team: str | None
+    state: str
+    created: datetime | None
+    first_start: datetime | None
+    first_stop: datetime | None
+    stop: datetime | None
+    reopens: int
+    lead_time: timedelta | None
+    cycle_time: timedelta | None
+
+
+class CycleTimePage(AnalyticsPage[CycleTimeRead]):
+    pass
+
+
+class CycleSummaryRead(_Model):
+    metric: str
+    n: int
+    mean: timedelta | None
+    p50: timedelta | None
+    p70: timedelta | None
+    p85: timedelta | None
+    p95: timedelta | None
+    sle: timedelta | None
+
+
+class FlowRateRead(_Model):
+    metric: str
+    numerator: int
+    denominator: int
+    rate: float | None
+
+
+class FlowSummary(_Model):
+    as_of: datetime
+    cycle_time: list[CycleSummaryRead] = Field(description="lead and cycle time percentiles")
+    rates: list[FlowRateRead] = Field(description="reopen and first-assignment rates")
+
+
+class CfdRead(_Model):
+    date: date
+    new: int
+    in_progress: int
+    waiting_customer: int
+    waiting_supplier: int
+    waiting_other: int
+    resolved: int
+    closed: int
+    cancelled: int
+    arrived: int
+    departed: int
+
+
+class CfdPage(AnalyticsPage[CfdRead]):
+    pass
+
+
+class HandoverRead(_Model):
+    from_team: str | None = Field(description="the team that handed tickets over")
+    to_team: str | None = Field(description="the team that received them")
+    handovers: int
+    tickets: int
+    bounces: int = Field(description="handovers back to a team that had the ticket before")
+
+
+class HandoverPage(AnalyticsPage[HandoverRead]):
+    pass
+
+
+class ReportTicket(_TicketRef):
+    team: str | None
+    state: str | None
+    priority: int | None
+    at: datetime | None = Field(description="when it came in, was resolved, or was last active")
+    reason: str | None = Field(default=None, description="why it is stale or blocked")
+
+
+class DailyReport(_Model):
+    date: date
+    team: str | None
+    as_of: datetime
+    arrived: list[ReportTicket]
+    resolved: list[ReportTicket]
+    stale: list[ReportTicket]
+    blocked: list[ReportTicket]
+    counts: dict[str, int] = Field(description="open, arrived, resolved, stale, blocked")

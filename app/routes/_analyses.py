@@ -13,6 +13,7 @@ Both are cached by ``AnalyticsCache`` and dropped when the warehouse changes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,9 @@ from datetime import datetime
 import pandas as pd
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
+from analytics.log import TicketLog, prepare_log
 from app.cache import AnalyticsCache, Cached, Snapshot
 from app.deps import Filters
 from app.settings import Settings
@@ -29,9 +32,11 @@ __all__ = [
     "ANALYSES",
     "Analysis",
     "analysis_result",
+    "cached_bytes",
     "cached_json",
     "filtered_frames",
     "register",
+    "shared_log",
 ]
 
 Compute = Callable[[pd.DataFrame, pd.DataFrame, datetime, Settings], pd.DataFrame]
@@ -52,6 +57,22 @@ ANALYSES: dict[str, Analysis] = {}
 def register(analysis: Analysis) -> Analysis:
     ANALYSES[analysis.name] = analysis
     return analysis
+
+
+_log_lock = threading.Lock()
+_log_memo: list[tuple[pd.DataFrame, pd.DataFrame, TicketLog]] = []
+
+
+def shared_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
+    """``prepare_log`` once per pair of frames (the per-ticket analyses of one snapshot share
+    it: preparing 100,000 tickets takes seconds). Holds the last pair only."""
+    with _log_lock:
+        for t, e, log in _log_memo:
+            if t is tickets and e is events:
+                return log
+        log = prepare_log(tickets, events)
+        _log_memo[:] = [(tickets, events, log)]
+        return log
 
 
 def filtered_frames(
@@ -80,7 +101,17 @@ def analysis_result(
             (name, None),
             lambda s, now: analysis.compute(s.tickets, s.events, now, settings),
         )
-        return Cached(value=filters.apply(whole.value), as_of=whole.as_of, version=whole.version)
+        if filters.key() == Filters().key():
+            return whole
+
+        def pick(_snapshot: Snapshot, _now: datetime) -> pd.DataFrame:
+            part = filters.apply(whole.value)
+            part.attrs = dict(whole.value.attrs)
+            return part
+
+        # filtered once per filter set (and snapshot), not per request
+        picked = cache.get((name, "filtered", filters.key(), whole.as_of), pick)
+        return Cached(value=picked.value, as_of=whole.as_of, version=whole.version)
 
     def compute(_snapshot: Snapshot, now: datetime) -> pd.DataFrame:
         tickets, events = filtered_frames(cache, filters).value
@@ -96,3 +127,18 @@ def cached_json(
     served as bytes: a page view costs a dictionary lookup, not validation and encoding."""
     body = cache.get(("json", *key), lambda _s, _now: render().model_dump_json().encode())
     return Response(body.value, media_type="application/json")
+
+
+async def cached_bytes(
+    cache: AnalyticsCache, key: tuple[object, ...], render: Callable[[], bytes]
+) -> bytes:
+    """Bytes rendered once per snapshot and key, served without leaving the event loop when
+    cached (``AnalyticsCache.peek``: no query, no thread hop); otherwise rendered in a worker
+    thread (the first request after a change, or when the fingerprint is due for a check)."""
+    hit = cache.peek(key)
+    if hit is not None:
+        value: bytes = hit.value
+        return value
+    cached = await run_in_threadpool(cache.get, key, lambda _s, _now: render())
+    rendered: bytes = cached.value
+    return rendered

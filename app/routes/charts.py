@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from app.cache import AnalyticsCache, Cached
 from app.charts import CHARTS, PLOTLY_VERSION, ChartSpec, figure_json, page_environment
@@ -91,11 +92,27 @@ def chart_figure(
             as_of=result.as_of.isoformat(timespec="seconds"),
         )
 
-    return cache.get(("chart", spec.name, filters.key()), compute)
+    return cache.get(_figure_key(spec, filters), compute)
+
+
+def _figure_key(spec: ChartSpec, filters: Filters) -> tuple[object, ...]:
+    return ("chart", spec.name, filters.key())
+
+
+async def rendered_figure(
+    cache: AnalyticsCache, settings: Settings, spec: ChartSpec, filters: Filters
+) -> RenderedFigure:
+    """The cached figure straight from the event loop, else built in a worker thread."""
+    hit = cache.peek(_figure_key(spec, filters))
+    if hit is not None:
+        figure: RenderedFigure = hit.value
+        return figure
+    cached = await run_in_threadpool(chart_figure, cache, settings, spec, filters)
+    return cached.value
 
 
 @router.get("", response_model=list[ChartInfo], summary="The charts this server draws")
-def list_charts(_caller: ReadAccess) -> list[ChartInfo]:
+async def list_charts(_caller: ReadAccess) -> list[ChartInfo]:
     """Every chart with its title and paths."""
     return [
         ChartInfo(
@@ -115,7 +132,7 @@ def list_charts(_caller: ReadAccess) -> list[ChartInfo]:
     response_class=Response,
     responses={200: {"content": {"application/json": {}}}, 404: {"description": "no such chart"}},
 )
-def chart_json(
+async def chart_json(
     name: str,
     request: Request,
     cache: CacheDep,
@@ -128,7 +145,7 @@ def chart_json(
     """The figure (``data`` and ``layout``) to draw with ``Plotly.newPlot``."""
     caller = chart_access(request, name, token=token, key=key, bearer=bearer)
     spec = _spec(name)
-    figure = chart_figure(cache, settings, spec, filters.pinned(caller)).value
+    figure = await rendered_figure(cache, settings, spec, filters.pinned(caller))
     if "gzip" in request.headers.get("accept-encoding", ""):
         return Response(
             figure.gzipped,
@@ -144,7 +161,7 @@ def chart_json(
     response_class=HTMLResponse,
     responses={404: {"description": "no such chart"}},
 )
-def chart_page(
+async def chart_page(
     name: str,
     request: Request,
     cache: CacheDep,
@@ -157,15 +174,15 @@ def chart_page(
     """A page for an ``<iframe>``: plotly.js from this server, CSP frame-ancestors allow-list."""
     caller = chart_access(request, name, token=token, key=key, bearer=bearer)
     spec = _spec(name)
-    figure = chart_figure(cache, settings, spec, filters.pinned(caller))
+    figure = await rendered_figure(cache, settings, spec, filters.pinned(caller))
     page = (
         page_environment()
         .get_template("chart.html")
         .render(
             name=spec.name,
             title=spec.title,
-            figure=figure.value.json,
-            as_of=figure.value.as_of,
+            figure=figure.json,
+            as_of=figure.as_of,
             base=request.scope.get("root_path", ""),
             version=_version(),
             plotly_version=PLOTLY_VERSION,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from app.charts import PLOTLY_VERSION, page_environment
-from app.deps import BearerHeader, CacheDep, KeyHeader, SettingsDep, chart_access, get_filters
+from app.deps import BearerHeader, CacheDep, Filters, KeyHeader, SettingsDep, chart_access
 from app.routes._analyses import ANALYSES, analysis_result
 from app.routes.charts import TokenParam, _version, available_charts, chart_figure
 from app.security import DASHBOARD, page_csp
@@ -38,8 +38,33 @@ class Table:
     limit: int = 50
 
 
-TABLES: list[Table] = []
-"""filled by the modules that register analyses with lists worth showing"""
+TABLES: list[Table] = [
+    Table(
+        analysis="stale",
+        title="Stale calls",
+        columns=(
+            ("number", "ticket"),
+            ("title", "title"),
+            ("priority", "P"),
+            ("assignee", "assignee"),
+            ("age", "without activity"),
+            ("reason", "why"),
+        ),
+    ),
+    Table(
+        analysis="blockers",
+        title="Blocked",
+        columns=(
+            ("number", "ticket"),
+            ("title", "title"),
+            ("priority", "P"),
+            ("blocker", "blocker"),
+            ("age", "for"),
+            ("reason", "why"),
+        ),
+    ),
+]
+"""the lists on the dashboard (in the analyses' own order: most overdue / most pressing first)"""
 
 
 @dataclass
@@ -63,7 +88,7 @@ def dashboard(
 ) -> HTMLResponse:
     """Charts and lists for one team (or all), for a team lead with no set-up."""
     caller = chart_access(request, DASHBOARD, token=token, key=key, bearer=bearer)
-    filters = get_filters(team=[team] if team else None).pinned(caller)
+    filters = Filters(team=(team,) if team else ()).pinned(caller)
     snapshot = cache.snapshot()
     teams = sorted(t for t in snapshot.tickets["team"].dropna().unique())
     if "team" in caller.pins:

@@ -290,3 +290,154 @@ def test_database_errors_answer_503_not_500(
         response = c.get("/api/v1/sources", headers=READ)
         assert response.status_code == 503
         assert response.json() == {"detail": "the warehouse is unavailable"}
+
+
+# analytics endpoints
+
+LISTS = {
+    "/api/v1/stale": {"number", "url", "age", "threshold", "reason", "dead", "team"},
+    "/api/v1/blockers": {"number", "url", "blocker", "reason", "since", "age"},
+    "/api/v1/time-in-status": {"number", "url", "team", "new", "in_progress", "resolved"},
+    "/api/v1/cycle-time": {"number", "url", "lead_time", "cycle_time", "stop", "reopens"},
+    "/api/v1/aging": {"number", "url", "age", "pace"},
+    "/api/v1/throughput": {"date", "throughput"},
+    "/api/v1/cfd": {"date", "new", "in_progress", "resolved", "arrived", "departed"},
+    "/api/v1/handovers": {"from_team", "to_team", "handovers", "tickets", "bounces"},
+}
+
+
+@pytest.mark.parametrize("path", sorted(LISTS))
+def test_analytics_lists_answer_pages_with_their_schema(client: TestClient, path: str) -> None:
+    response = client.get(path, headers=READ)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"items", "total", "limit", "offset", "as_of"}
+    assert body["total"] >= len(body["items"])
+    if body["items"]:
+        assert set(body["items"][0]) >= LISTS[path]
+    # the same schema is what OpenAPI documents
+    spec = client.get("/api/v1/openapi.json", headers=READ).json()
+    assert "200" in spec["paths"][path]["get"]["responses"]
+
+
+@pytest.mark.parametrize("path", sorted(LISTS))
+def test_analytics_lists_answer_csv(client: TestClient, path: str) -> None:
+    response = client.get(f"{path}?format=csv", headers=READ)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert set(rows[0]) >= LISTS[path]
+    assert int(response.headers["x-total-count"]) == len(rows) - 1
+    total = client.get(path, headers=READ).json()["total"]
+    assert len(rows) - 1 == total
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "state=bogus",
+        "priority=9",
+        "status=maybe",
+        "limit=0",
+        "limit=100000",
+        "offset=-1",
+        "updated_since=yesterday",
+        "format=xml",
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/stale", "/api/v1/blockers", "/api/v1/cycle-time"])
+def test_analytics_bad_params_are_422(client: TestClient, path: str, query: str) -> None:
+    response = client.get(f"{path}?{query}", headers=READ)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] == "query"
+
+
+def test_stale_calls_filters_and_order(client: TestClient) -> None:
+    body = client.get("/api/v1/stale", headers=READ).json()
+    assert body["total"] > 0
+    overdue = [i["overdue"] for i in body["items"]]
+    assert overdue == sorted(overdue, reverse=True)  # most overdue first
+    network = client.get("/api/v1/stale?team=Network", headers=READ).json()
+    assert 0 < network["total"] < body["total"]
+    assert {i["team"] for i in network["items"]} == {"Network"}
+    p1 = client.get("/api/v1/stale?priority=1&source=desk", headers=READ).json()
+    assert all(i["priority"] == 1 and i["source"] == "desk" for i in p1["items"])
+    assert any((i["url"] or "").startswith("https://") for i in body["items"])
+    page = client.get("/api/v1/stale?limit=2&offset=1", headers=READ).json()
+    assert [i["ticket_id"] for i in page["items"]] == [i["ticket_id"] for i in body["items"][1:3]]
+    assert client.get("/api/v1/stale?status=closed", headers=READ).json()["total"] == 0
+
+
+def test_blockers_filter_by_kind(client: TestClient) -> None:
+    every = client.get("/api/v1/blockers", headers=READ).json()
+    kinds = {i["blocker"] for i in every["items"]}
+    assert kinds, "the sample has blocked tickets"
+    kind = sorted(kinds)[0]
+    one = client.get(f"/api/v1/blockers?kind={kind}", headers=READ).json()
+    assert one["total"] > 0 and {i["blocker"] for i in one["items"]} == {kind}
+    both = client.get(
+        "/api/v1/blockers?" + "&".join(f"kind={k}" for k in kinds), headers=READ
+    ).json()
+    assert both["total"] == every["total"]
+    rows = list(
+        csv.DictReader(
+            io.StringIO(client.get(f"/api/v1/blockers?kind={kind}&format=csv", headers=READ).text)
+        )
+    )
+    assert len(rows) == one["total"] and {r["blocker"] for r in rows} == {kind}
+    bad = client.get("/api/v1/blockers?kind=bogus", headers=READ)
+    assert bad.status_code == 422 and "kind" in bad.json()["detail"][0]["loc"]
+
+
+def test_time_in_status_and_cycle_time_filter_by_ticket_columns(client: TestClient) -> None:
+    for path in ("/api/v1/time-in-status", "/api/v1/cycle-time"):
+        every = client.get(path, headers=READ).json()
+        assert every["total"] == 20
+        closed = client.get(f"{path}?status=closed", headers=READ).json()
+        assert closed["total"] == 4
+        assert client.get(f"{path}?team=Network", headers=READ).json()["total"] == 10
+    done = client.get("/api/v1/cycle-time?status=closed", headers=READ).json()["items"]
+    assert all(i["lead_time"] for i in done)
+
+
+def test_flow_summary(client: TestClient) -> None:
+    response = client.get("/api/v1/flow", headers=READ)
+    assert response.status_code == 200
+    body = response.json()
+    assert {r["metric"] for r in body["cycle_time"]} == {"lead_time", "cycle_time"}
+    assert {"p50", "p85", "p95", "sle", "n"} <= set(body["cycle_time"][0])
+    assert "reopen_rate" in {r["metric"] for r in body["rates"]}
+    assert body["as_of"]
+    assert client.get("/api/v1/flow?team=Nobody", headers=READ).status_code == 200
+    assert client.get("/api/v1/flow?priority=0", headers=READ).status_code == 422
+
+
+def test_cumulative_flow_counts_every_ticket_on_the_last_day(client: TestClient) -> None:
+    days = client.get("/api/v1/cfd", headers=READ).json()["items"]
+    states = ("new", "in_progress", "waiting_customer", "waiting_supplier", "waiting_other")
+    done = ("resolved", "closed", "cancelled")
+    assert sum(days[-1][s] for s in (*states, *done)) == 20
+    network = client.get("/api/v1/cfd?team=Network", headers=READ).json()["items"]
+    assert sum(network[-1][s] for s in (*states, *done)) == 10
+
+
+def test_daily_report(client: TestClient) -> None:
+    response = client.get("/api/v1/report/daily?team=Network", headers=READ)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["team"] == "Network"
+    assert set(body) >= {"date", "arrived", "resolved", "stale", "blocked", "counts", "as_of"}
+    assert body["counts"]["stale"] == len(body["stale"]) > 0
+    assert all(t["team"] == "Network" for t in body["stale"] + body["blocked"])
+    assert all(t["reason"] and t["number"] for t in body["stale"])
+    stale = client.get("/api/v1/stale?team=Network", headers=READ).json()["total"]
+    assert body["counts"]["stale"] == stale
+    # a day in the past: what came in and what was resolved on that day
+    tickets = client.get("/api/v1/tickets?status=closed", headers=READ).json()["items"]
+    day = tickets[0]["resolved_at"][:10]
+    past = client.get(f"/api/v1/report/daily?date={day}", headers=READ).json()
+    assert past["date"] == day and past["counts"]["resolved"] >= 1
+    assert any(t["ticket_id"] == tickets[0]["external_id"] for t in past["resolved"])
+    assert client.get("/api/v1/report/daily?date=2999-01-01", headers=READ).status_code == 422
+    assert client.get("/api/v1/report/daily?date=nonsense", headers=READ).status_code == 422

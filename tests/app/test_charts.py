@@ -23,7 +23,8 @@ from tests.app.test_api_support import (
     warehouse,
 )
 
-WIRED = ("aging", "throughput")
+WIRED = ("aging", "throughput", "stale", "cfd", "cycle-time", "time-in-status", "handover")
+WITH_DATA = ("aging", "throughput", "stale", "cfd", "cycle-time", "time-in-status")
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,14 @@ def _values(array: object) -> list[float]:
 
 
 def _points(figure: dict[str, object]) -> int:
+    """Data points, not counting reference marks (the aging chart's pace bands)."""
     data = figure["data"]
     assert isinstance(data, list)
-    return sum(len(_values(trace.get("y") or [])) for trace in data)
+    return sum(
+        len(_values(trace.get("y") or []))
+        for trace in data
+        if not str(trace.get("name", "")).endswith(" pace")
+    )
 
 
 def test_chart_list(client: TestClient) -> None:
@@ -70,16 +76,20 @@ def test_figure_json_has_data_title_and_axes(client: TestClient, name: str) -> N
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     figure = response.json()
-    assert _points(figure) > 0
     layout = figure["layout"]
     assert layout["title"]["text"]
+    if name not in WITH_DATA:  # the sample has no team-to-team handover: a figure that says so
+        assert "No handovers" in json.dumps(figure)
+        return
+    assert _points(figure) > 0
     assert layout["xaxis"]["title"]["text"] and layout["yaxis"]["title"]["text"]
 
 
 def test_aging_points_are_open_tickets_with_escaped_hover_and_links(client: TestClient) -> None:
     figure = client.get("/charts/aging.json", headers=READ).json()
-    texts = [t for trace in figure["data"] for t in trace["text"]]
-    links = [c[0] for trace in figure["data"] for c in trace["customdata"]]
+    tickets = [trace for trace in figure["data"] if "customdata" in trace]
+    texts = [t for trace in tickets for t in trace["text"]]
+    links = [c[0] for trace in tickets for c in trace["customdata"]]
     open_total = client.get("/api/v1/tickets?status=open", headers=READ).json()["total"]
     assert len(texts) == open_total == 16
     assert any(t.startswith("INC0001: Printer 1 jammed") for t in texts)
@@ -185,3 +195,60 @@ def test_dashboard_shows_charts_for_a_team(client: TestClient) -> None:
     assert 'id="figure-aging"' in page and 'id="figure-throughput"' in page
     assert '<option value="Network" selected>' in page
     assert XSS_TITLE not in page
+
+
+def test_aging_chart_draws_pace_bands(client: TestClient) -> None:
+    figure = client.get("/charts/aging.json", headers=READ).json()
+    pace = [t for t in figure["data"] if str(t.get("name", "")).endswith(" pace")]
+    assert pace, "the sample has a finished ticket, so in_progress has pace percentiles"
+    assert {t["name"] for t in pace} <= {"p50 pace", "p70 pace", "p85 pace", "p95 pace"}
+    assert all("in_progress" in t["x"] for t in pace)
+
+
+@pytest.mark.parametrize("name", ["stale", "cycle-time"])
+def test_ticket_charts_hover_with_number_and_link(client: TestClient, name: str) -> None:
+    figure = client.get(f"/charts/{name}.json", headers=READ).json()
+    texts = [t for trace in figure["data"] for t in trace.get("text") or []]
+    links = [c[0] for trace in figure["data"] for c in trace.get("customdata") or []]
+    assert texts and all(t.startswith(("INC", "OPS-")) for t in texts)
+    assert all("<script>" not in t for t in texts)
+    assert any(isinstance(u, str) and u.startswith("https://") for u in links)
+    assert not any(isinstance(u, str) and u.startswith("javascript") for u in links)
+
+
+def test_stale_chart_has_one_point_per_stale_call(client: TestClient) -> None:
+    figure = client.get("/charts/stale.json?team=Network", headers=READ).json()
+    listed = client.get("/api/v1/stale?team=Network", headers=READ).json()["total"]
+    assert _points(figure) == listed > 0
+    assert figure["layout"]["xaxis"]["title"]["text"] == "team"
+
+
+def test_cycle_time_chart_has_percentile_lines(client: TestClient) -> None:
+    figure = client.get("/charts/cycle-time.json", headers=READ).json()
+    notes = [a["text"] for a in figure["layout"].get("annotations", [])]
+    assert any(n.startswith("85%:") for n in notes) and any(n.startswith("50%:") for n in notes)
+
+
+def test_time_in_status_chart_is_by_team_with_longest_ticket(client: TestClient) -> None:
+    figure = client.get("/charts/time-in-status.json", headers=READ).json()
+    teams = {x for trace in figure["data"] for x in trace["x"]}
+    assert {"Network", "Workplace"} <= teams
+    assert any("longest: INC" in t for trace in figure["data"] for t in trace["text"])
+
+
+def test_cfd_is_stacked_per_state(client: TestClient) -> None:
+    figure = client.get("/charts/cfd.json", headers=READ).json()
+    names = {t["name"] for t in figure["data"]}
+    assert {"new", "in progress", "resolved"} <= names
+    assert all(t.get("stackgroup") == "cfd" for t in figure["data"])
+
+
+def test_dashboard_lists_stale_and_blocked_tickets(client: TestClient) -> None:
+    token = client.post(
+        "/api/v1/embed-tokens", json={"charts": ["dashboard"]}, headers=ADMIN
+    ).json()["token"]
+    page = client.get(f"/?team=Network&token={token}").text
+    assert "Stale calls" in page and "Blocked" in page
+    assert 'href="https://desk.example.org/ticket/' in page
+    for name in ("stale", "cfd", "cycle-time", "time-in-status", "handover"):
+        assert f'id="figure-{name}"' in page
