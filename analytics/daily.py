@@ -182,16 +182,17 @@ def arrivals_departures(
     )
 
 
-def _state_counts(log: TicketLog, now: int, days: Days) -> tuple[I64, int]:
-    """(states x days) tickets in each state at the end of each day; tickets seen (cached)."""
+def _state_counts(log: TicketLog, now: int, days: Days) -> tuple[I64, int, int]:
+    """(states x days) tickets in each state at the end of each day; tickets in some state and
+    tickets in an open state during the window (cached)."""
     key = (now, days.midnight[0], days.midnight[-1], len(days))
-    cache: dict[object, tuple[I64, int]] = log.__dict__.setdefault("_state_counts", {})
+    cache: dict[object, tuple[I64, int, int]] = log.__dict__.setdefault("_state_counts", {})
     if key not in cache:
         cache[key] = _count_states(log, now, days)
     return cache[key]
 
 
-def _count_states(log: TicketLog, now: int, days: Days) -> tuple[I64, int]:
+def _count_states(log: TicketLog, now: int, days: Days) -> tuple[I64, int, int]:
     iv = log.intervals(FIELD_STATE)
     first, after = days.midnight[0], days.midnight[-1]
     end = iv.end
@@ -211,7 +212,9 @@ def _count_states(log: TicketLog, now: int, days: Days) -> tuple[I64, int]:
     minus = np.bincount(code[ended] * n_bins + e_bin, minlength=size)
     grid = np.cumsum((plus - minus).reshape(len(STATES), n_bins), axis=1)
     seen = distinct_count(iv.ticket[rows], log.n_tickets)
-    return grid[:, 1 : len(days) + 1].astype(np.int64), seen
+    open_rows = ~DONE_CODE[code]
+    seen_open = distinct_count(iv.ticket[rows][open_rows], log.n_tickets)
+    return grid[:, 1 : len(days) + 1].astype(np.int64), seen, seen_open
 
 
 def cumulative_flow(
@@ -233,7 +236,7 @@ def cumulative_flow(
     win = resolve_window(now_ns, settings, window)
     facts = ticket_facts(log, now=now_ns, settings=settings)
     days = _days(win, settings.timezone)
-    grid, seen = _state_counts(log, now_ns, days)
+    grid, seen, _open = _state_counts(log, now_ns, days)
     columns = {state: grid[j] for j, state in enumerate(STATES)}
     created = np.where(facts.exists, facts.created, NAT)
     columns[ARRIVED] = np.cumsum(_per_day(days, created))
@@ -259,13 +262,13 @@ def wip_per_day(
 ) -> Result[FlowSettings]:
     """Open tickets (in an open state) at the end of each day, with the waiting part.
 
-    ``n`` counts tickets that were in some state during the window.
+    ``n`` counts tickets that were in an open state during the window.
     """
     settings = settings or FlowSettings()
     now_ns = timestamp_ns(now)
     win = resolve_window(now_ns, settings, window)
     days = _days(win, settings.timezone)
-    grid, seen = _state_counts(log, now_ns, days)
+    grid, _seen, seen_open = _state_counts(log, now_ns, days)
     open_rows = [j for j, s in enumerate(STATES) if s in OPEN_STATES]
     waiting_rows = [j for j, s in enumerate(STATES) if s.startswith("waiting_")]
     frame = _frame(
@@ -278,8 +281,8 @@ def wip_per_day(
     return Result(
         name="wip_per_day",
         frame=frame,
-        n=seen,
-        n_of="tickets in some state during the window",
+        n=seen_open,
+        n_of="tickets in an open state during the window",
         now=pd.Timestamp(now_ns, tz="UTC"),
         settings=settings,
         window=win,

@@ -48,7 +48,9 @@ def test_arrivals_departures_and_reopens(log: TicketLog) -> None:
 
 
 def test_wip_at_the_end_of_each_day(log: TicketLog) -> None:
-    frame = wip_per_day(log, now=NOW, window=WEEK).frame
+    result = wip_per_day(log, now=NOW, window=WEEK)
+    assert result.n == 3  # A, B and C were open at some point; D only ever resolved
+    frame = result.frame
     # Mon: A; Tue: A (waiting) and B; Wed: B (A resolved); Thu: B and C; Fri (now): B and C
     assert frame["wip"].tolist() == [1, 2, 1, 2, 2]
     assert frame["waiting"].tolist() == [0, 1, 1, 1, 1]
