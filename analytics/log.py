@@ -275,14 +275,14 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
     """
     require_columns(tickets, TICKET_INPUT_COLUMNS, frame="tickets")
     require_columns(events, EVENT_INPUT_COLUMNS, frame="events")
-    ticket_frame = tickets.loc[:, list(TICKET_INPUT_COLUMNS)].reset_index(drop=True)
+    ticket_frame = tickets[list(TICKET_INPUT_COLUMNS)]
+    if not isinstance(ticket_frame.index, pd.RangeIndex) or ticket_frame.index.start != 0:
+        ticket_frame = ticket_frame.reset_index(drop=True)
     for col in (CREATED_AT, RESOLVED_AT, CLOSED_AT, DUE_AT):
         if not isinstance(ticket_frame[col].dtype, pd.DatetimeTZDtype):
             to_ns(ticket_frame[col], name=col)  # raises unless the column is all missing
     t_src, t_id = _objects(ticket_frame[SOURCE]), _objects(ticket_frame[EXTERNAL_ID])
     n_tickets = len(ticket_frame)
-    if pd.isna(t_src).any() or pd.isna(t_id).any():
-        raise InvalidInputError("tickets must have a `source` and an `external_id` on every row")
 
     e_src, e_id = _objects(events[SOURCE]), _objects(events[TICKET_ID])
     ticket, same = _match(t_src, t_id, e_src, e_id)
@@ -395,14 +395,20 @@ def _match(
     """
     n = len(t_src)
     one_source = t_src[0] if n and bool((t_src == t_src[0]).all()) else None
-    if n < 2:
-        strictly_sorted = True
-    elif one_source is not None:
-        strictly_sorted = bool((t_id[1:] > t_id[:-1]).all())
-    else:
-        strictly_sorted = bool(
-            ((t_src[1:] > t_src[:-1]) | ((t_src[1:] == t_src[:-1]) & (t_id[1:] > t_id[:-1]))).all()
-        )
+    try:
+        if n < 2:
+            strictly_sorted = True
+        elif one_source is not None:
+            strictly_sorted = bool((t_id[1:] > t_id[:-1]).all())
+        else:
+            later = (t_src[1:] > t_src[:-1]) | ((t_src[1:] == t_src[:-1]) & (t_id[1:] > t_id[:-1]))
+            strictly_sorted = bool(later.all())
+    except TypeError:  # None or NaN among the keys: cannot be ordered
+        strictly_sorted = False
+    if (n and isinstance(one_source, float)) or (
+        not strictly_sorted and (pd.isna(t_src).any() or pd.isna(t_id).any())
+    ):
+        raise InvalidInputError("tickets must have a `source` and an `external_id` on every row")
     keys: pd.Index | None = None
     if not strictly_sorted:
         keys = _key_index(t_src, t_id, one_source)

@@ -200,3 +200,11 @@ def test_status_intervals_fall_back_to_raw_status() -> None:
 def test_unknown_interval_field_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="intervals exist"):
         prepare_log(TICKETS, EVENTS).intervals("priority")
+
+
+@pytest.mark.parametrize("column", ["source", "external_id"])
+def test_tickets_without_a_key_are_refused(column: str) -> None:
+    tickets = make_tickets({"external_id": "A"}, {"external_id": "B"}, {"external_id": "C"})
+    tickets.loc[1, column] = None
+    with pytest.raises(InvalidInputError, match="on every row"):
+        prepare_log(tickets, make_events())
