@@ -25,7 +25,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -323,13 +323,17 @@ class _Run:
         if self.config.actions and not fresh.empty:
             events = pd.concat([events, self._action_events(stored, fresh)], ignore_index=True)
             started = self._timed("actions", started)
-        self.unknown.update(page.unknown_statuses)
+        unknown = self.unknown + page.unknown_statuses
         cursor = self.next_cursor(page)
-        r = self.result
-        r.pages += 1
-        r.incidents += page.received
-        r.stale += len(stale)
         number = page.number
+        # the run's totals once this page is stored; they become the result after the commit
+        after = replace(
+            self.result,
+            pages=self.result.pages + 1,
+            incidents=self.result.incidents + page.received,
+            stale=self.result.stale + len(stale),
+            cursor=format_cursor(cursor) if cursor else None,
+        )
         with self.engine.begin() as conn:
             counts = upsert_tickets(conn, fresh, now=self.now)
             _checkpoint(self.fault, "tickets", number)
@@ -339,18 +343,18 @@ class _Run:
                 record_unknown_statuses(
                     conn,
                     source=source,
-                    unknown=dict(self.unknown),
+                    unknown=dict(unknown),
                     mapped_to=UNKNOWN_MAPPED_TO,
                     now=self.now,
                 )
-            r.tickets = _add(r.tickets, counts)
-            r.events_inserted += inserted
-            self._save(conn, cursor=cursor, state="done" if page.last else "running")
+            after.tickets = _add(after.tickets, counts)
+            after.events_inserted += inserted
+            self._save(conn, after, unknown, state="done" if page.last else "running")
             _checkpoint(self.fault, "cursor", number)
         _checkpoint(self.fault, "commit", number)
         self._timed("write", started)
-        self.cursor = cursor
-        r.cursor = format_cursor(cursor) if cursor else None
+        self.cursor, self.unknown, self.result = cursor, unknown, after
+        r = after
         log.info(
             "%s: page %d stored: %d incidents received, %d new, %d changed, %d events; cursor %s",
             source,
@@ -382,23 +386,26 @@ class _Run:
                 records += self.connector.fetch_actions(str(incident_id))
         return events_frame(records)
 
-    def _save(self, conn: Connection, *, cursor: datetime | None, state: str) -> None:
-        r = self.result
+    def _save(
+        self, conn: Connection, r: SourceResult, unknown: Counter[str], *, state: str
+    ) -> None:
         save_sync_state(
             conn,
             source=r.source,
             kind=r.kind,
             now=utcnow(),
-            cursor=format_cursor(cursor) if cursor else None,
+            cursor=r.cursor,
             status="ok",
             tickets_seen=r.incidents,
             tickets=r.tickets,
             events_inserted=r.events_inserted,
-            details=self.details(state),
+            details=self.details(state, r, unknown),
         )
 
-    def details(self, state: str) -> dict[str, Any]:
-        r = self.result
+    def details(
+        self, state: str, result: SourceResult | None = None, unknown: Counter[str] | None = None
+    ) -> dict[str, Any]:
+        r = result or self.result
         server = self.connector.server
         return {
             "state": state,
@@ -411,7 +418,7 @@ class _Run:
             "server_version": server.version if server else None,
             "paging": server.paging.value if server else None,
             "cursor_before": r.cursor_before,
-            "unknown_statuses": dict(self.unknown),
+            "unknown_statuses": dict(self.unknown if unknown is None else unknown),
         }
 
     def finish(self) -> None:
@@ -519,14 +526,18 @@ def sync_source(
                 for page in connector.pages(since=since):
                     run.store(page)
                 run.finish()
+                result = run.result
         except ConnectorError as e:
-            result.status, result.message = "error", str(e)
             if run is not None:
                 run.finish()
+                result = run.result
+            result.status, result.message = "error", str(e)
             details = run.details("failed") if run is not None else {"state": "failed"}
             log.error("%s: sync failed: %s", config.name, e, extra={"source": config.name})
             _record_failure(engine, result, details)
         except BaseException as e:
+            if run is not None:
+                result = run.result
             result.status, result.message = "error", f"{type(e).__name__}: {e}"
             details = run.details("failed") if run is not None else {"state": "failed"}
             _record_failure(engine, result, details)

@@ -263,6 +263,7 @@ def test_retries_exhausted_stop_the_source_keeping_committed_pages(
     assert result.status == "error"
     assert "HTTP 500" in (result.message or "")
     assert len(_tickets(engine)) == 10  # page 1 was stored
+    assert (result.pages, result.incidents, result.tickets.inserted) == (1, 10, 10)
     state = _state(engine)
     assert state["last_status"] == "error"
     assert parse_cursor(state["cursor"]) == max(_tickets(engine)["updated_at"])
@@ -602,7 +603,9 @@ def test_a_warehouse_failure_stops_the_sync_with_a_warehouse_error(
     with pytest.raises(WarehouseError, match=r"source `td`.*next sync continues"):
         sync_sources(settings, engine=engine, client_factory=desk.client)
     assert len(_tickets(engine)) == 10  # page 1 stays committed
-    assert _state(engine)["last_status"] == "error"
+    state = _state(engine)
+    assert state["last_status"] == "error"
+    assert (state["tickets_seen"], state["tickets_inserted"]) == (10, 10)  # not the failed page
 
 
 def test_the_sync_lock_is_per_warehouse(

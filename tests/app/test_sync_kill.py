@@ -66,8 +66,12 @@ def _zygote() -> None:
     import app.sync
     from connectors.http import _ssl_context
 
-    # warm what every child would otherwise load again: the TLS context (CA bundle)
-    _ssl_context(True, None, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    # warm what every child would otherwise load again: the TLS context (CA bundle) and the
+    # modules httpx imports on its first client
+    context = _ssl_context(
+        True, None, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    )
+    httpx.Client(verify=context).close()
     replies = os.fdopen(os.dup(1), "w")
     for line in sys.stdin:
         command = json.loads(line)
