@@ -30,7 +30,8 @@ from analytics.errors import (
     MissingColumnsError,
 )
 from analytics.flowtime import cycle_time_summary, flow_rates, ticket_flow_times
-from analytics.log import TicketLog, field_intervals, prepare_log
+from analytics.intervals import field_intervals
+from analytics.log import TicketLog, prepare_log
 from analytics.pingpong import handover_matrix, ping_pong
 from analytics.report import FlowReport, ReportSettings, flow_report
 from analytics.result import Result, Window

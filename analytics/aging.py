@@ -35,7 +35,8 @@ from analytics.frames import (
     td,
     timestamp_ns,
 )
-from analytics.log import Intervals, TicketLog
+from analytics.intervals import Intervals
+from analytics.log import TicketLog
 from analytics.result import Result, Window
 from analytics.settings import FlowSettings
 from analytics.stats import grouped_percentiles, percentile_label

@@ -30,7 +30,8 @@ import numpy.typing as npt
 
 from analytics.clock import Calendars, business_between
 from analytics.frames import DONE_STATES, FIELD_STATE, FIELD_TEAM, NAT, SOURCE, STATES, TEAM
-from analytics.log import Intervals, TicketLog
+from analytics.intervals import Intervals
+from analytics.log import TicketLog
 from analytics.settings import FlowSettings
 
 __all__ = ["Facts", "calendar_index", "state_codes", "ticket_facts"]

@@ -28,7 +28,8 @@ from analytics.clock import Calendars
 from analytics.daily import resolve_window
 from analytics.facts import business_segments, ticket_facts
 from analytics.frames import NAT, STATE, STATES, from_ns, pick_or_none, td, text, timestamp_ns
-from analytics.log import TicketLog, segmented_last_le
+from analytics.intervals import segmented_last_le
+from analytics.log import TicketLog
 from analytics.pingpong import sequence
 from analytics.result import Result, Window
 from analytics.settings import FlowSettings

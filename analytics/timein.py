@@ -27,7 +27,8 @@ from analytics.frames import (
     text,
     timestamp_ns,
 )
-from analytics.log import Intervals, TicketLog
+from analytics.intervals import Intervals
+from analytics.log import TicketLog
 from analytics.result import Result
 from analytics.stats import distinct_count, exact_bincount
 

@@ -176,7 +176,8 @@ def measure_synthetic(path: Path, runs: int) -> dict[str, Any]:
 def measure_pm4py(shared: Path, runs: int) -> dict[str, Any]:
     import pm4py
 
-    from analytics.log import field_intervals, prepare_log
+    from analytics.intervals import field_intervals
+    from analytics.log import prepare_log
     from analytics.timein import time_in_values
     from connectors.config import EventLogSourceConfig
     from connectors.eventlog import read_event_log

@@ -7,7 +7,8 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from analytics.errors import InvalidInputError, MissingColumnsError
-from analytics.log import field_intervals, prepare_log
+from analytics.intervals import field_intervals
+from analytics.log import prepare_log
 from tests.analytics.builders import make_events, make_tickets, ts
 from tests.analytics.scenario import EVENTS, TICKETS, shuffled
 

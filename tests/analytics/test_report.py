@@ -13,7 +13,8 @@ from pandas.testing import assert_frame_equal
 
 from analytics.blockers import BLOCKER_ORDER
 from analytics.frames import EVENT_COLUMNS, OPEN_STATES, STATES, TICKET_COLUMNS
-from analytics.log import TicketLog, field_intervals, prepare_log
+from analytics.intervals import field_intervals
+from analytics.log import TicketLog, prepare_log
 from analytics.report import FlowReport, flow_report
 from analytics.synthetic import SyntheticDesk, synthetic_desk
 
