@@ -31,6 +31,7 @@ from app.deps import ReadAccess
 from app.errors import install_error_handlers
 from app.routes import alerts as alert_routes
 from app.routes import analytics, charts, dashboard, embed, ops, sources, static, tickets
+from app.routes._fastpath import FastPath, FastPathMiddleware
 from app.routes.ops import Telemetry, TelemetryMiddleware
 from app.security import EmbedSigner, KeyRing, SecurityHeadersMiddleware
 from app.settings import Settings, load_settings
@@ -90,6 +91,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.keyring = keyring
     app.state.signer = signer
     app.state.telemetry = telemetry
+    app.state.fastpath = FastPath(cache)
 
     for module in (ops, tickets, sources, analytics, embed, charts, dashboard, static):
         app.include_router(module.router)
@@ -100,6 +102,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         return app.openapi()
 
     install_error_handlers(app)
+    # innermost: cached answers skip routing and dependencies (see routes/_fastpath.py)
+    app.add_middleware(
+        FastPathMiddleware,
+        fast=app.state.fastpath,
+        keyring=keyring,
+        public_read=settings.api.public_read,
+    )
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,

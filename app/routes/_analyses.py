@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
+from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from analytics.log import TicketLog, prepare_log
 from app.cache import AnalyticsCache, Cached, Snapshot
 from app.deps import Filters
+from app.routes._fastpath import remember
 from app.settings import Settings
 
 __all__ = [
@@ -130,15 +132,25 @@ def cached_json(
 
 
 async def cached_bytes(
-    cache: AnalyticsCache, key: tuple[object, ...], render: Callable[[], bytes]
+    cache: AnalyticsCache,
+    key: tuple[object, ...],
+    render: Callable[[], bytes],
+    request: Request | None = None,
 ) -> bytes:
     """Bytes rendered once per snapshot and key, served without leaving the event loop when
     cached (``AnalyticsCache.peek``: no query, no thread hop); otherwise rendered in a worker
-    thread (the first request after a change, or when the fingerprint is due for a check)."""
+    thread (the first request after a change, or when the fingerprint is due for a check).
+    With ``request``, the fast path (``_fastpath``) answers the next identical request."""
     hit = cache.peek(key)
     if hit is not None:
         value: bytes = hit.value
-        return value
-    cached = await run_in_threadpool(cache.get, key, lambda _s, _now: render())
-    rendered: bytes = cached.value
-    return rendered
+    else:
+        cached = await run_in_threadpool(cache.get, key, lambda _s, _now: render())
+        value = cached.value
+    if request is not None:
+        remember(request, key, _same)
+    return value
+
+
+def _same(value: bytes) -> bytes:
+    return value

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -283,6 +283,7 @@ def _csv(
 
 
 async def serve_list(
+    request: Request,
     cache: AnalyticsCache,
     settings: Settings,
     name: str,
@@ -321,12 +322,14 @@ async def serve_list(
         return body.model_dump_json().encode()
 
     where = (paging.limit, paging.offset) if paging is not None else ()
-    body = await cached_bytes(cache, ("json", name, filters.key(), extra, *where), render)
+    key = ("json", name, filters.key(), extra, *where)
+    body = await cached_bytes(cache, key, render, request)
     return Response(body, media_type="application/json")
 
 
 @router.get("/aging", response_model=AgingPage, summary="Aging work in progress")
 async def get_aging(
+    request: Request,
     _caller: ReadAccess,
     cache: CacheDep,
     settings: SettingsDep,
@@ -335,11 +338,14 @@ async def get_aging(
     format: FormatDep,
 ) -> Response:
     """Every open ticket with its age, state, time in state and pace band, oldest first."""
-    return await serve_list(cache, settings, "aging", filters, paging, format, AgingRead, AgingPage)
+    return await serve_list(
+        request, cache, settings, "aging", filters, paging, format, AgingRead, AgingPage
+    )
 
 
 @router.get("/stale", response_model=StalePage, summary="Stale calls")
 async def get_stale(
+    request: Request,
     _caller: ReadAccess,
     cache: CacheDep,
     settings: SettingsDep,
@@ -349,11 +355,14 @@ async def get_stale(
 ) -> Response:
     """Open tickets without real activity for longer than their priority's threshold, most
     overdue first, each with the reason in words and a link to the ticket."""
-    return await serve_list(cache, settings, "stale", filters, paging, format, StaleRead, StalePage)
+    return await serve_list(
+        request, cache, settings, "stale", filters, paging, format, StaleRead, StalePage
+    )
 
 
 @router.get("/blockers", response_model=BlockerPage, summary="Flow blockers")
 async def get_blockers(
+    request: Request,
     _caller: ReadAccess,
     cache: CacheDep,
     settings: SettingsDep,
@@ -372,6 +381,7 @@ async def get_blockers(
         return frame[frame["blocker"].isin(kinds)] if kinds else frame
 
     return await serve_list(
+        request,
         cache,
         settings,
         "blockers",
@@ -387,6 +397,7 @@ async def get_blockers(
 
 @router.get("/time-in-status", response_model=TimeInStatusPage, summary="Time in status")
 async def get_time_in_status(
+    request: Request,
     _caller: ReadAccess,
     cache: CacheDep,
     settings: SettingsDep,
@@ -396,6 +407,7 @@ async def get_time_in_status(
 ) -> Response:
     """Per ticket, the time spent in each lifecycle state (ISO 8601 durations)."""
     return await serve_list(
+        request,
         cache,
         settings,
         "time-in-status",
@@ -409,6 +421,7 @@ async def get_time_in_status(
 
 @router.get("/cycle-time", response_model=CycleTimePage, summary="Cycle and lead time")
 async def get_cycle_time(
+    request: Request,
     _caller: ReadAccess,
     cache: CacheDep,
     settings: SettingsDep,
@@ -418,12 +431,21 @@ async def get_cycle_time(
 ) -> Response:
     """Per ticket: created, first start, first stop, stop, reopens, lead and cycle time."""
     return await serve_list(
-        cache, settings, "cycle-time", filters, paging, format, CycleTimeRead, CycleTimePage
+        request,
+        cache,
+        settings,
+        "cycle-time",
+        filters,
+        paging,
+        format,
+        CycleTimeRead,
+        CycleTimePage,
     )
 
 
 @router.get("/throughput", response_model=ThroughputPage, summary="Throughput per day")
 async def get_throughput(
+    request: Request,
     _caller: ReadAccess,
     cache: CacheDep,
     settings: SettingsDep,
@@ -432,12 +454,21 @@ async def get_throughput(
 ) -> Response:
     """Tickets finished per day over the trailing window, days with none kept as 0."""
     return await serve_list(
-        cache, settings, "throughput", filters, None, format, ThroughputRead, ThroughputPage
+        request,
+        cache,
+        settings,
+        "throughput",
+        filters,
+        None,
+        format,
+        ThroughputRead,
+        ThroughputPage,
     )
 
 
 @router.get("/cfd", response_model=CfdPage, summary="Cumulative flow")
 async def get_cfd(
+    request: Request,
     _caller: ReadAccess,
     cache: CacheDep,
     settings: SettingsDep,
@@ -446,11 +477,14 @@ async def get_cfd(
 ) -> Response:
     """Per day of the trailing window: tickets in each state at the end of the day, arrivals
     and departures."""
-    return await serve_list(cache, settings, "cfd", filters, None, format, CfdRead, CfdPage)
+    return await serve_list(
+        request, cache, settings, "cfd", filters, None, format, CfdRead, CfdPage
+    )
 
 
 @router.get("/handovers", response_model=HandoverPage, summary="Handover matrix")
 async def get_handovers(
+    request: Request,
     _caller: ReadAccess,
     cache: CacheDep,
     settings: SettingsDep,
@@ -459,13 +493,17 @@ async def get_handovers(
 ) -> Response:
     """Tickets handed from one team to another in the window: handovers, tickets, bounces."""
     return await serve_list(
-        cache, settings, "handovers", filters, None, format, HandoverRead, HandoverPage
+        request, cache, settings, "handovers", filters, None, format, HandoverRead, HandoverPage
     )
 
 
 @router.get("/flow", response_model=FlowSummary, summary="Flow summary")
 async def get_flow(
-    _caller: ReadAccess, cache: CacheDep, settings: SettingsDep, filters: FiltersDep
+    request: Request,
+    _caller: ReadAccess,
+    cache: CacheDep,
+    settings: SettingsDep,
+    filters: FiltersDep,
 ) -> Response:
     """Lead- and cycle-time percentiles (with the service-level expectation) and flow rates
     (reopen rate, first-assignment resolution)."""
@@ -484,7 +522,7 @@ async def get_flow(
         )
         return body.model_dump_json().encode()
 
-    body = await cached_bytes(cache, ("json", "flow", filters.key()), render)
+    body = await cached_bytes(cache, ("json", "flow", filters.key()), render, request)
     return Response(body, media_type="application/json")
 
 
@@ -537,6 +575,7 @@ def daily_report(
 
 @router.get("/report/daily", response_model=DailyReport, summary="Daily team report")
 async def get_daily_report(
+    request: Request,
     _caller: ReadAccess,
     cache: CacheDep,
     settings: SettingsDep,
@@ -555,5 +594,5 @@ async def get_daily_report(
     def render() -> bytes:
         return daily_report(cache, settings, filters, day).model_dump_json().encode()
 
-    body = await cached_bytes(cache, ("json", "report", filters.key(), day), render)
+    body = await cached_bytes(cache, ("json", "report", filters.key(), day), render, request)
     return Response(body, media_type="application/json")

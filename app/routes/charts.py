@@ -31,6 +31,7 @@ from app.deps import (
 )
 from app.errors import NotFoundError
 from app.routes._analyses import ANALYSES, analysis_result
+from app.routes._fastpath import remember
 from app.security import page_csp
 from app.settings import Settings
 
@@ -111,6 +112,23 @@ async def rendered_figure(
     return cached.value
 
 
+def _gzipped(figure: RenderedFigure) -> bytes:
+    return figure.gzipped
+
+
+def _plain(figure: RenderedFigure) -> bytes:
+    return figure.json.encode()
+
+
+def remember_figure(request: Request, key: tuple[object, ...]) -> None:
+    """Let the fast path answer the next identical request for this figure."""
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        extra = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        remember(request, key, _gzipped, "application/json", extra)
+    else:
+        remember(request, key, _plain, "application/json")
+
+
 @router.get("", response_model=list[ChartInfo], summary="The charts this server draws")
 async def list_charts(_caller: ReadAccess) -> list[ChartInfo]:
     """Every chart with its title and paths."""
@@ -145,7 +163,10 @@ async def chart_json(
     """The figure (``data`` and ``layout``) to draw with ``Plotly.newPlot``."""
     caller = chart_access(request, name, token=token, key=key, bearer=bearer)
     spec = _spec(name)
-    figure = await rendered_figure(cache, settings, spec, filters.pinned(caller))
+    pinned = filters.pinned(caller)
+    figure = await rendered_figure(cache, settings, spec, pinned)
+    if token is None:
+        remember_figure(request, _figure_key(spec, pinned))
     if "gzip" in request.headers.get("accept-encoding", ""):
         return Response(
             figure.gzipped,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -99,10 +99,64 @@ def test_concurrent_requests_compute_once(engine: Engine) -> None:
 
 def test_entries_are_bounded(engine: Engine) -> None:
     cache = AnalyticsCache(engine, max_age_seconds=300, check_seconds=300, max_entries=3)
-    for i in range(5):
-        cache.get(("k", i), lambda _s, _n, i=i: i)
     calls: list[int] = []
-    cache.get(("k", 0), lambda _s, _n: calls.append(1) or 0)
+
+    def value(i: int, *, count: bool = False) -> Callable[[Snapshot, datetime], int]:
+        def compute(_s: Snapshot, _n: datetime) -> int:
+            if count:
+                calls.append(1)
+            return i
+
+        return compute
+
+    for i in range(5):
+        cache.get(("k", i), value(i))
+    cache.get(("k", 0), value(0, count=True))
     assert calls == [1]  # the oldest entry was dropped
-    cache.get(("k", 4), lambda _s, _n: calls.append(1) or 4)
+    cache.get(("k", 4), value(4, count=True))
     assert calls == [1]  # a recent one was kept
+
+
+def test_fast_path_answers_cached_requests_and_keeps_access_rules(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.app.test_api_support import ADMIN, READ, client_for, key_env, settings_for
+
+    key_env(monkeypatch)
+    url = str(engine.url)
+    with client_for(settings_for(url, change_check_seconds=60), engine) as client:
+        fast = client.app.state.fastpath  # type: ignore[attr-defined]
+        paths = [
+            "/api/v1/stale?team=Network&limit=3",
+            "/api/v1/blockers?kind=queued",
+            "/charts/aging.json",
+            "/api/v1/flow",
+        ]
+        for path in paths:
+            first = client.get(path, headers=READ)
+            hits = fast.hits
+            again = client.get(path, headers=READ)
+            assert fast.hits == hits + 1, path
+            assert again.status_code == 200 and again.content == first.content
+            assert again.headers["content-type"] == first.headers["content-type"]
+            assert again.headers["x-content-type-options"] == "nosniff"
+            assert "frame-ancestors 'none'" in again.headers["content-security-policy"]
+            # the fast path never widens access
+            assert client.get(path).status_code == 401
+            assert client.get(path, headers={"X-API-Key": "x" * 40}).status_code == 401
+            assert client.get(path, headers=ADMIN).status_code == 403
+        # the same filters in another order are the same answer
+        reordered = "/api/v1/blockers?kind=queued&kind=unassigned"
+        client.get(reordered, headers=READ)
+        hits = fast.hits
+        client.get("/api/v1/blockers?kind=unassigned&kind=queued", headers=READ)
+        assert fast.hits == hits + 1
+        # bad parameters still get FastAPI's 422
+        assert client.get("/api/v1/stale?limit=0", headers=READ).status_code == 422
+        # once the cache is dropped, the fast path steps aside and the result is recomputed
+        client.app.state.cache.clear()  # type: ignore[attr-defined]
+        hits = fast.hits
+        assert client.get("/charts/aging.json", headers=READ).status_code == 200
+        assert fast.hits == hits
+        metrics = client.get("/metrics", headers=ADMIN).text
+        assert 'route="/api/v1/stale"' in metrics  # fast answers are counted per route
