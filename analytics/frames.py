@@ -282,6 +282,18 @@ def text(values: npt.NDArray[np.object_]) -> Any:
     return values
 
 
+def text_of(values: npt.NDArray[Any], codes: npt.NDArray[np.int64]) -> Any:
+    """``values[codes]`` as an output text column, missing where a code is negative.
+
+    The few distinct values become a ``str`` array once and are then taken by code: far cheaper
+    than checking every element of a long object column.
+    """
+    if _PANDAS_3:
+        table = pd.array(with_none(values), dtype="str")
+        return table.take(np.where(codes >= 0, codes, len(values)))
+    return pick_or_none(values, codes)
+
+
 def with_none(values: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
     """``values`` as an object array with one trailing None (index ``len(values)`` = missing)."""
     out = np.empty(len(values) + 1, dtype=object)

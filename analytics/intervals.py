@@ -173,7 +173,7 @@ def build_intervals(log: TicketLog, field: str) -> Intervals:
         d_raw = log.column(_TICKET_VALUE_COLUMN[field])[missing]
     else:
         d_raw = np.zeros(0, dtype=object)
-    created = log.created[missing]
+    created = log.created[missing] if len(missing) else np.zeros(0, dtype=np.int64)
     if field == FIELD_STATE and len(missing):
         d_start = created.copy()
         resolved = log.column_ns(RESOLVED_AT)[missing]

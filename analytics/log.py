@@ -144,7 +144,16 @@ class TicketLog:
 
     def keys(self, rows: I64) -> dict[str, object]:
         """``source`` and ``ticket_id`` of the given ticket rows, as output columns."""
-        return {SOURCE: text(self.source[rows]), TICKET_ID: text(self.ticket_id[rows])}
+        return {
+            SOURCE: self._text_column(SOURCE, rows),
+            TICKET_ID: self._text_column(EXTERNAL_ID, rows),
+        }
+
+    def _text_column(self, column: str, rows: I64) -> object:
+        values = self.tickets[column].array
+        if isinstance(values.dtype, pd.StringDtype) and values.dtype.na_value is not pd.NA:
+            return values.take(rows)  # already text: no per-element checks
+        return text(self.column(column)[rows])
 
     def intervals(self, field: str) -> Intervals:
         """The runs of ``field`` (state, status, team or assignee) per ticket (cached)."""

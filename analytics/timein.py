@@ -22,9 +22,8 @@ from analytics.frames import (
     NAT,
     STATES,
     from_ns,
-    pick_or_none,
     td,
-    text,
+    text_of,
     timestamp_ns,
 )
 from analytics.intervals import Intervals
@@ -117,7 +116,7 @@ def time_in_values(
     last = np.maximum.reduceat(ends, heads) if len(heads) else ends
     columns: dict[str, object] = {
         **log.keys(g_tk),
-        VALUE: text(pick_or_none(iv.values, g_code)),
+        VALUE: text_of(iv.values, g_code),
         TIME: td(np.add.reduceat(dur[order], heads) if len(heads) else dur),
     }
     if business is not None:
