@@ -269,7 +269,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_server(url: str, key: str, port: int, workers: int, cwd: str) -> subprocess.Popen[bytes]:
+def _start_server(
+    url: str, key: str, port: int, workers: int, cwd: str, http: str = "auto", loop: str = "auto"
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "TICKETFLOW_WAREHOUSE__URL": url,
@@ -296,6 +298,10 @@ def _start_server(url: str, key: str, port: int, workers: int, cwd: str) -> subp
         "warning",
         "--workers",
         str(workers),
+        "--http",
+        http,
+        "--loop",
+        loop,
     ]
     proc = subprocess.Popen(cmd, env=env, cwd=cwd)  # cwd: no ./ticketflow.toml
     deadline = time.time() + 60
@@ -317,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=200_000, help="per endpoint")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--url", help="an existing warehouse to use instead of a new one")
+    parser.add_argument(
+        "--http", default="auto", help="uvicorn --http: auto (httptools when installed) or h11"
+    )
+    parser.add_argument(
+        "--loop", default="auto", help="uvicorn --loop: auto (uvloop when installed) or asyncio"
+    )
     parser.add_argument("--endpoint", action="append", help=f"default: {', '.join(ENDPOINTS)}")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -327,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"built in {build_warehouse(url, args.tickets):.1f} s", file=sys.stderr)
         key = secrets.token_urlsafe(32)
         port = _free_port()
-        server = _start_server(url, key, port, args.workers, tmp)
+        server = _start_server(url, key, port, args.workers, tmp, args.http, args.loop)
         base = f"http://127.0.0.1:{port}"
         headers = {"X-API-Key": key}
         results: list[Figures] = []
