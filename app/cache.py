@@ -183,7 +183,18 @@ class AnalyticsCache:
             return hit
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
+            previous = self._entries.get(key)
+        acquired = False
+        if previous is not None and previous.version == snapshot.version:
+            acquired = key_lock.acquire(blocking=False)
+            if not acquired:
+                # another request is recomputing this expired result (``cache_seconds``):
+                # serve the previous one meanwhile instead of queueing every request behind it
+                self.stats.hits += 1
+                return previous.cached
+        if not acquired:
+            key_lock.acquire()
+        try:
             hit = self._fresh(key, snapshot.version)
             if hit is not None:
                 return hit
@@ -203,6 +214,8 @@ class AnalyticsCache:
                     old, _ = self._entries.popitem(last=False)
                     self._key_locks.pop(old, None)
             return cached
+        finally:
+            key_lock.release()
 
     def peek(self, key: Hashable) -> Cached[Any] | None:
         """The cached result for ``key`` when it can be served without any I/O or computing.

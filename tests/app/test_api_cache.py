@@ -160,3 +160,31 @@ def test_fast_path_answers_cached_requests_and_keeps_access_rules(
         assert fast.hits == hits
         metrics = client.get("/metrics", headers=ADMIN).text
         assert 'route="/api/v1/stale"' in metrics  # fast answers are counted per route
+
+
+def test_an_expired_result_is_served_while_one_request_recomputes_it(engine: Engine) -> None:
+    clock = Clock()
+    cache = AnalyticsCache(engine, max_age_seconds=60, check_seconds=1000, clock=clock)
+    started = threading.Event()
+    release = threading.Event()
+
+    def first(_s: Snapshot, _now: datetime) -> str:
+        return "old"
+
+    def slow(_s: Snapshot, _now: datetime) -> str:
+        started.set()
+        release.wait(5)
+        return "new"
+
+    cache.get("k", first)
+    clock.t = 61  # expired
+    results: list[str] = []
+    worker = threading.Thread(target=lambda: results.append(cache.get("k", slow).value))
+    worker.start()
+    assert started.wait(5)
+    # meanwhile, other requests get the previous result at once instead of queueing
+    assert cache.get("k", slow).value == "old"
+    release.set()
+    worker.join()
+    assert results == ["new"]
+    assert cache.get("k", slow).value == "new"
