@@ -14,11 +14,15 @@ import pandas as pd
 
 from connectors.errors import BadPayloadError
 from connectors.eventlog import SkippedRow
+from connectors.eventlog.times import parse_times
+from connectors.eventlog.values import text
 
 __all__ = [
     "LogFile",
+    "LogRows",
     "collect_skipped",
     "json_rows",
+    "log_rows",
     "no_rows_left",
     "read_csv",
     "require_columns",
@@ -175,3 +179,69 @@ def json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     values = frame.to_numpy(dtype=object, copy=True)
     values[pd.isna(values) | (values == "")] = None
     return [dict(zip(columns, row, strict=True)) for row in values.tolist()]
+
+
+@dataclass(frozen=True)
+class LogRows:
+    """A log file's rows after dropping duplicates, with parsed times and the rows to keep."""
+
+    frame: pd.DataFrame
+    lines: np.ndarray
+    rows_read: int
+    notes: dict[str, int]
+    tickets: pd.Series
+    instants: pd.Series
+    keep: np.ndarray
+    skipped: list[SkippedRow]
+
+
+def log_rows(
+    log_file: LogFile,
+    *,
+    path: Path,
+    source: str,
+    ticket_column: str,
+    time_column: str,
+    time_format: str | None,
+    timezone: str | None,
+) -> LogRows:
+    """The steps every format shares once its columns are checked: drop exact duplicates,
+    parse the times, and set aside rows with an empty ticket id or an unusable time.
+
+    Raises:
+        BadPayloadError: no row is left to import.
+    """
+    log_file = without_duplicates(log_file)
+    frame, lines = log_file.frame, log_file.lines
+    notes = dict(log_file.notes)
+    tickets = text(frame[ticket_column])
+    times = parse_times(
+        frame[time_column],
+        time_format=time_format,
+        timezone=timezone,
+        column=time_column,
+        path=path,
+        source=source,
+        lines=lines,
+    )
+    notes.update(times.notes)
+    keep, skipped = collect_skipped(
+        tickets=tickets,
+        instants=times.instants,
+        time_text=frame[time_column],
+        lines=lines,
+        ticket_column=ticket_column,
+        time_column=time_column,
+    )
+    if not keep.any():
+        raise no_rows_left(path, source=source, skipped=skipped)
+    return LogRows(
+        frame=frame,
+        lines=lines,
+        rows_read=log_file.rows_read,
+        notes=notes,
+        tickets=tickets,
+        instants=times.instants,
+        keep=keep,
+        skipped=skipped,
+    )

@@ -24,8 +24,7 @@ from connectors.config import EventLogSourceConfig
 from connectors.errors import BadPayloadError, ConnectorConfigError
 from connectors.eventlog import LogImport
 from connectors.eventlog.common import CLEARED, conform_tickets, derive
-from connectors.eventlog.files import collect_skipped, no_rows_left, read_csv, without_duplicates
-from connectors.eventlog.times import parse_times
+from connectors.eventlog.files import log_rows, read_csv
 from connectors.eventlog.values import (
     fold,
     map_distinct,
@@ -145,36 +144,22 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
     source = config.name
     log_file = read_csv(path, source=source, delimiter=config.delimiter)
     names = resolve_columns(config, log_file.frame.columns, path=path)
-    log_file = without_duplicates(log_file)
-    frame, lines, rows_read = log_file.frame, log_file.lines, log_file.rows_read
-    notes = dict(log_file.notes)
+    rows = log_rows(
+        log_file,
+        path=path,
+        source=source,
+        ticket_column=names["ticket"],
+        time_column=names["time"],
+        time_format=config.time_format,
+        timezone=config.timezone,
+    )
+    frame, lines, rows_read, notes = rows.frame, rows.lines, rows.rows_read, rows.notes
+    tickets, keep, skipped = rows.tickets, rows.keep, rows.skipped
 
     def col(name: str) -> pd.Series:
         if name in names:
             return text(frame[names[name]])
         return pd.Series(None, index=frame.index, dtype=object)
-
-    tickets = col("ticket")
-    times = parse_times(
-        frame[names["time"]],
-        time_format=config.time_format,
-        timezone=config.timezone,
-        column=names["time"],
-        path=path,
-        source=source,
-        lines=lines,
-    )
-    notes.update(times.notes)
-    keep, skipped = collect_skipped(
-        tickets=tickets,
-        instants=times.instants,
-        time_text=frame[names["time"]],
-        lines=lines,
-        ticket_column=names["ticket"],
-        time_column=names["time"],
-    )
-    if not keep.any():
-        raise no_rows_left(path, source=source, skipped=skipped)
 
     kept = pd.Series(keep, index=frame.index)
     activity = col("activity")
@@ -193,7 +178,7 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
     changes = pd.DataFrame(
         {
             "ticket": tickets,
-            "instant": times.instants,
+            "instant": rows.instants,
             "order": lines,
             "row": np.arange(len(frame)),
             "status": status,

@@ -21,13 +21,10 @@ from connectors.config import EventLogSourceConfig
 from connectors.eventlog import LogImport
 from connectors.eventlog.common import CLEARED, derive
 from connectors.eventlog.files import (
-    collect_skipped,
-    no_rows_left,
+    log_rows,
     read_csv,
     require_columns,
-    without_duplicates,
 )
-from connectors.eventlog.times import parse_times
 from connectors.eventlog.values import map_distinct, system_user_mask, text
 from connectors.statusmap import StatusMap
 
@@ -66,31 +63,17 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
     source = config.name
     log_file = read_csv(path, source=source, delimiter=config.delimiter)
     require_columns(log_file.frame, REQUIRED, path=path, source=source)
-    log_file = without_duplicates(log_file)
-    frame, lines, rows_read = log_file.frame, log_file.lines, log_file.rows_read
-    notes = dict(log_file.notes)
-
-    tickets = text(frame[TICKET])
-    times = parse_times(
-        frame[TIME],
-        time_format=config.time_format,
-        timezone=config.timezone or DEFAULT_TIMEZONE,
-        column=TIME,
+    rows = log_rows(
+        log_file,
         path=path,
         source=source,
-        lines=lines,
-    )
-    notes.update(times.notes)
-    keep, skipped = collect_skipped(
-        tickets=tickets,
-        instants=times.instants,
-        time_text=frame[TIME],
-        lines=lines,
         ticket_column=TICKET,
         time_column=TIME,
+        time_format=config.time_format,
+        timezone=config.timezone or DEFAULT_TIMEZONE,
     )
-    if not keep.any():
-        raise no_rows_left(path, source=source, skipped=skipped)
+    frame, lines, rows_read, notes = rows.frame, rows.lines, rows.rows_read, rows.notes
+    tickets, keep, skipped = rows.tickets, rows.keep, rows.skipped
 
     activity = text(frame[ACTIVITY])
     sets_status = map_distinct(activity, lambda a: isinstance(a, str) and status_map.knows(a))
@@ -106,7 +89,7 @@ def read(path: Path, *, config: EventLogSourceConfig, status_map: StatusMap) -> 
     changes = pd.DataFrame(
         {
             "ticket": tickets,
-            "instant": times.instants,
+            "instant": rows.instants,
             "order": lines,
             "row": np.arange(len(frame)),
             "status": activity.where(sets_status, None),
