@@ -144,6 +144,8 @@ class ForkServer:
         if stdin is not None:
             stdin.close()
         self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 @pytest.fixture(scope="module")
