@@ -185,12 +185,12 @@ def test_scripted_history_yields_exactly_those_events(engine: Engine, desk: Desk
     events = _events(engine)
     got = [
         (
-            row.occurred_at.to_pydatetime(),
-            row.field,
-            None if pd.isna(row.old_value) else row.old_value,
-            row.new_value,
+            row["occurred_at"].to_pydatetime(),
+            row["field"],
+            None if pd.isna(row["old_value"]) else row["old_value"],
+            row["new_value"],
         )
-        for row in events.itertuples()
+        for row in events.to_dict("records")
     ]
     S = LifecycleState
     expected = [
@@ -436,7 +436,12 @@ def test_unknown_statuses_are_recorded(engine: Engine, desk: Desk) -> None:
 def test_partial_and_archived_incidents_follow_the_config(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for config, expected in (({}, 1), ({"partials": True}, 2), ({"archived": True}, 2)):
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({}, 1),
+        ({"partials": True}, 2),
+        ({"archived": True}, 2),
+    ]
+    for config, expected in cases:
         desk = Desk(**config)
         monkeypatch.setenv(desk.password_env, desk.fake.password)
         desk.fake.add_incident()

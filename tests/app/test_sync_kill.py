@@ -333,7 +333,9 @@ def _plain(value: Any) -> Any:
 
 
 def _records(frame: pd.DataFrame, key: str) -> dict[str, dict[str, Any]]:
-    return {str(r[key]): {k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")}
+    return {
+        str(r[key]): {str(k): _plain(v) for k, v in r.items()} for r in frame.to_dict("records")
+    }
 
 
 TRACKED = {

@@ -47,7 +47,8 @@ NO_OVERRIDES = StatusMap(mapping={})
 
 
 def _incident() -> dict[str, Any]:
-    return json.loads((DATA / "incident.json").read_text())
+    incident: dict[str, Any] = json.loads((DATA / "incident.json").read_text())
+    return incident
 
 
 def _response(status: int, content: bytes = b"", ctype: str = "application/json") -> httpx.Response:

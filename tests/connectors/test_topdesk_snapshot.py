@@ -31,14 +31,14 @@ def _stored(*records: TicketRecord) -> pd.DataFrame:
 def _rows(events: pd.DataFrame) -> list[tuple[object, ...]]:
     return [
         (
-            r.ticket_id,
-            r.occurred_at.to_pydatetime(),
-            r.field,
-            None if pd.isna(r.old_value) else r.old_value,
-            r.new_value,
-            None if pd.isna(r.actor) else r.actor,
+            r["ticket_id"],
+            r["occurred_at"].to_pydatetime(),
+            r["field"],
+            None if pd.isna(r["old_value"]) else r["old_value"],
+            r["new_value"],
+            None if pd.isna(r["actor"]) else r["actor"],
         )
-        for r in events.itertuples()
+        for r in events.to_dict("records")
     ]
 
 

@@ -173,17 +173,19 @@ def _compare(incident: dict[str, Any], selector: str, op: str, expected: Any) ->
     if op == "!=":
         return bool(actual != expected)
     if op == "=in=":
-        return actual in expected
+        return bool(actual in expected)
     if op == "=out=":
-        return actual not in expected
+        return bool(actual not in expected)
     if actual is None or expected is None:
         return False
-    return {
-        "=gt=": actual > expected,
-        "=ge=": actual >= expected,
-        "=lt=": actual < expected,
-        "=le=": actual <= expected,
-    }[op]
+    return bool(
+        {
+            "=gt=": actual > expected,
+            "=ge=": actual >= expected,
+            "=lt=": actual < expected,
+            "=le=": actual <= expected,
+        }[op]
+    )
 
 
 def parse_fiql(text: str) -> tuple[Predicate, tuple[str, str, Any] | None]:
@@ -315,7 +317,9 @@ class FakeTopdesk:
             self._store(incident)
             return incident
 
-    def modify(self, incident_id: str, *, at: datetime | None = None, **changes: Any) -> dict:
+    def modify(
+        self, incident_id: str, *, at: datetime | None = None, **changes: Any
+    ) -> dict[str, Any]:
         """Change an incident now (or ``at``): its ``modificationDate`` moves along."""
         with self.lock:
             now = at or self.advance()
@@ -480,7 +484,7 @@ class FakeTopdesk:
     def _authorized(self, request: httpx.Request) -> bool:
         header = request.headers.get("Authorization", "")
         expected = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-        return header == f"Basic {expected}"
+        return bool(header == f"Basic {expected}")
 
     def _fault_response(self, fault: Fault, request: httpx.Request) -> httpx.Response | None:
         if fault.kind == "status":
