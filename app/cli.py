@@ -254,8 +254,9 @@ def print_sync_summary(results: list[SourceResult]) -> None:
     table = Table(title="sync")
     for col in ("source", "status", "pages", "received", "new", "changed", "events"):
         table.add_column(col, justify="left" if col in ("source", "status") else "right")
-    for col in ("requests", "time", "cursor"):
-        table.add_column(col, justify="right" if col != "cursor" else "left")
+    table.add_column("requests", justify="right")
+    table.add_column("time", justify="right")
+    table.add_column("cursor (UTC)")
     for r in results:
         status = r.status + (" (full)" if r.full and r.status == "ok" else "")
         style = {"ok": "", "error": "red", "skipped": "dim"}[r.status]
@@ -269,7 +270,7 @@ def print_sync_summary(results: list[SourceResult]) -> None:
             f"{r.events_inserted:,}",
             f"{r.requests:,}" + (f" ({r.retries} retried)" if r.retries else ""),
             f"{r.seconds:.1f} s",
-            r.cursor or "",
+            (r.cursor or "")[:19].replace("T", " "),
         )
     out.print(table)
     for r in results:
