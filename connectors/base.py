@@ -217,6 +217,15 @@ def events_frame(records: Iterable[EventRecord]) -> pd.DataFrame:
     return frame
 
 
+def _text_or_marker(values: pd.Series) -> np.ndarray:
+    """Values as text, with a marker no text holds where missing (so None differs from "")."""
+    raw = values.to_numpy(dtype=object)
+    # object arrays throughout: numpy's fixed-width strings would strip the NUL marker
+    out: np.ndarray = np.array([str(v) for v in raw], dtype=object)
+    out[pd.isna(raw)] = "\x00"
+    return out
+
+
 def derived_event_keys(events: pd.DataFrame) -> pd.Series:
     """A stable key for events the tool gives no id for: same change, same key.
 
@@ -231,8 +240,8 @@ def derived_event_keys(events: pd.DataFrame) -> pd.Series:
         events["ticket_id"].astype(str).to_numpy(object),
         np.datetime_as_string(stamps, unit="us").astype(object),
         events["field"].astype(str).to_numpy(object),
-        events["old_value"].fillna("\x00").astype(str).to_numpy(object),
-        events["new_value"].fillna("\x00").astype(str).to_numpy(object),
+        _text_or_marker(events["old_value"]),
+        _text_or_marker(events["new_value"]),
     )
     keys = [
         hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
