@@ -45,6 +45,7 @@ from app.deps import (
 )
 from app.routes._analyses import (
     Analysis,
+    Compute,
     analysis_result,
     cached_bytes,
     register,
@@ -118,32 +119,16 @@ def _aging(
     return frame
 
 
-def _stale(
-    tickets: pd.DataFrame, events: pd.DataFrame, now: datetime, _s: Settings
-) -> pd.DataFrame:
-    frame = stale_calls(shared_log(tickets, events), now=now).frame
-    return _with_ticket_links(frame, tickets)
+def _per_ticket(analysis: Callable[..., Any]) -> Compute:
+    """An analysis over the shared log whose per-ticket frame gets the tickets' links."""
 
+    def compute(
+        tickets: pd.DataFrame, events: pd.DataFrame, now: datetime, _s: Settings
+    ) -> pd.DataFrame:
+        frame: pd.DataFrame = analysis(shared_log(tickets, events), now=now).frame
+        return _with_ticket_links(frame, tickets)
 
-def _blockers(
-    tickets: pd.DataFrame, events: pd.DataFrame, now: datetime, _s: Settings
-) -> pd.DataFrame:
-    frame = flow_blockers(shared_log(tickets, events), now=now).frame
-    return _with_ticket_links(frame, tickets)
-
-
-def _time_in_status(
-    tickets: pd.DataFrame, events: pd.DataFrame, now: datetime, _s: Settings
-) -> pd.DataFrame:
-    frame = time_in_state(shared_log(tickets, events), now=now).frame
-    return _with_ticket_links(frame, tickets)
-
-
-def _cycle_time(
-    tickets: pd.DataFrame, events: pd.DataFrame, now: datetime, _s: Settings
-) -> pd.DataFrame:
-    frame = ticket_flow_times(shared_log(tickets, events), now=now).frame
-    return _with_ticket_links(frame, tickets)
+    return compute
 
 
 # aggregates: computed on the filtered tickets, once per filter set
@@ -244,10 +229,10 @@ def _time_by_team(
 
 
 register(Analysis("aging", _aging, per_ticket=True))
-register(Analysis("stale", _stale, per_ticket=True))
-register(Analysis("blockers", _blockers, per_ticket=True))
-register(Analysis("time-in-status", _time_in_status, per_ticket=True))
-register(Analysis("cycle-time", _cycle_time, per_ticket=True))
+register(Analysis("stale", _per_ticket(stale_calls), per_ticket=True))
+register(Analysis("blockers", _per_ticket(flow_blockers), per_ticket=True))
+register(Analysis("time-in-status", _per_ticket(time_in_state), per_ticket=True))
+register(Analysis("cycle-time", _per_ticket(ticket_flow_times), per_ticket=True))
 register(Analysis("throughput", _throughput, per_ticket=False))
 register(Analysis("cycle-summary", _cycle_summary, per_ticket=False))
 register(Analysis("flow-rates", _flow_rates, per_ticket=False))
