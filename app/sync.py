@@ -51,9 +51,16 @@ from app.warehouse import (
 )
 from app.warehouse.schema import Ticket
 from connectors.base import EventRecord, events_frame
-from connectors.config import HttpSourceConfig, SourceConfigBase, TopdeskSourceConfig
+from connectors.config import (
+    HttpSourceConfig,
+    ServiceNowSourceConfig,
+    SourceConfigBase,
+    TopdeskSourceConfig,
+)
 from connectors.errors import ConnectorConfigError, ConnectorError
 from connectors.http import make_client
+from connectors.protocol import StatsView, SyncConnector, TicketPage
+from connectors.servicenow import ServiceNowConnector, make_servicenow_client
 from connectors.snapshot import SNAPSHOT_COLUMNS, snapshot_events, split_stale
 from connectors.topdesk import API_PATH, IncidentPage, TopdeskConnector, records_frame
 
@@ -78,6 +85,8 @@ UNKNOWN_MAPPED_TO = "by flags"
 """what ``ticketflow sources`` shows for an unknown TOPdesk status: its state came from the
 onHold/completed/closed flags and the assignment"""
 
+SyncSourceConfig = TopdeskSourceConfig | ServiceNowSourceConfig
+"""the kinds of source the engine has a connector for"""
 ClientFactory = Callable[[HttpSourceConfig], httpx.Client]
 Progress = Callable[[str, int, int, bool], None]
 """called as ``progress(source, pages, incidents, done)`` after every page"""
@@ -132,7 +141,86 @@ def parse_cursor(value: str | None) -> datetime | None:
 
 
 def _default_client(config: HttpSourceConfig) -> httpx.Client:
+    if isinstance(config, ServiceNowSourceConfig):
+        return make_servicenow_client(config)
     return make_client(config, base_path=API_PATH if config.kind == "topdesk" else "")
+
+
+class TopdeskSync:
+    """``TopdeskConnector`` as a ``SyncConnector``: TOPdesk keeps no field history, so the
+    events come from comparing each incident with its stored snapshot (plus its actions when
+    configured)."""
+
+    unknown_mapped_to = UNKNOWN_MAPPED_TO
+
+    def __init__(self, connector: TopdeskConnector) -> None:
+        self.connector = connector
+        self.config = connector.config
+
+    @property
+    def source(self) -> str:
+        return self.connector.source
+
+    @property
+    def stats(self) -> StatsView:
+        return self.connector.stats
+
+    def pages(self, *, since: datetime | None) -> Iterator[TicketPage]:
+        for page in self.connector.pages(since=since):
+            yield self._page(page)
+
+    def _page(self, page: IncidentPage) -> TicketPage:
+        started = time.perf_counter()
+        frame = records_frame(page.tickets)
+        self.connector.stats.seconds["frame"] += time.perf_counter() - started
+        return TicketPage(
+            number=page.number,
+            tickets=frame,
+            actors=page.actors,
+            position=page.position,
+            received=page.received,
+            last=page.last,
+            unknown_statuses=page.unknown_statuses,
+            server_time=page.server_time,
+        )
+
+    def history(
+        self, page: TicketPage, *, stored: pd.DataFrame, fresh: pd.DataFrame
+    ) -> pd.DataFrame:
+        started = time.perf_counter()
+        actors = pd.Series(page.actors, dtype=object)
+        events = snapshot_events(stored, fresh, actors=actors[fresh.index])
+        seconds = self.connector.stats.seconds
+        seconds["diff"] += time.perf_counter() - started
+        if self.config.actions and not fresh.empty:
+            started = time.perf_counter()
+            events = pd.concat([events, self._action_events(stored, fresh)], ignore_index=True)
+            seconds["actions"] += time.perf_counter() - started
+        return events
+
+    def _action_events(self, stored: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+        """Actions of the incidents that are new or changed since they were stored."""
+        known = dict(zip(stored["external_id"], stored["updated_at"], strict=True))
+        records: list[EventRecord] = []
+        for incident_id, updated in zip(fresh["external_id"], fresh["updated_at"], strict=True):
+            if known.get(incident_id) != updated:
+                records += self.connector.fetch_actions(str(incident_id))
+        return events_frame(records)
+
+    def details(self) -> dict[str, Any]:
+        server = self.connector.server
+        return {
+            "server_version": server.version if server else None,
+            "paging": server.paging.value if server else None,
+        }
+
+
+def _connector(
+    config: SyncSourceConfig, client: httpx.Client, *, sleep: Callable[[float], None]
+) -> SyncConnector:
+    if isinstance(config, ServiceNowSourceConfig):
+        return ServiceNowConnector(config, client, sleep=sleep)
+    return TopdeskSync(TopdeskConnector(config, client, sleep=sleep))
 
 
 def _fault_spec() -> tuple[str, int] | None:
@@ -261,8 +349,8 @@ class _Run:
     def __init__(
         self,
         engine: Engine,
-        config: TopdeskSourceConfig,
-        connector: TopdeskConnector,
+        config: SyncSourceConfig,
+        connector: SyncConnector,
         result: SourceResult,
         *,
         cursor_before: datetime | None,
@@ -285,17 +373,17 @@ class _Run:
         self.seconds[phase] += now - started
         return now
 
-    def next_cursor(self, page: IncidentPage) -> datetime | None:
+    def next_cursor(self, page: TicketPage) -> datetime | None:
         """Where the next run may start once this page is stored.
 
         The list is sorted on modification time, so everything below the page's position is
-        stored. The server's clock caps it (an incident dated in the future must not push the
+        stored. The server's clock caps it (a ticket dated in the future must not push the
         cursor past changes still to come), and an incremental run never moves it back.
         """
         position = page.position
         if position is not None and page.server_time is not None and position > page.server_time:
             log.warning(
-                "incidents modified after the server's own time (%s > %s): cursor held back",
+                "tickets modified after the server's own time (%s > %s): cursor held back",
                 position,
                 page.server_time,
                 extra={"source": self.config.name},
@@ -307,22 +395,17 @@ class _Run:
             return position
         return max(self.cursor, position)
 
-    def store(self, page: IncidentPage) -> None:
+    def store(self, page: TicketPage) -> None:
         """Write one page: tickets, events and cursor in one transaction."""
         started = time.perf_counter()
         source = self.config.name
-        frame = records_frame(page.tickets)
-        actors = pd.Series(page.actors, dtype=object)
-        started = self._timed("frame", started)
+        frame = page.tickets
         with self.engine.connect() as conn:
             stored = _stored_snapshots(conn, source, frame["external_id"].tolist())
         started = self._timed("read", started)
         fresh, stale = split_stale(stored, frame)
-        events = snapshot_events(stored, fresh, actors=actors[fresh.index])
-        started = self._timed("diff", started)
-        if self.config.actions and not fresh.empty:
-            events = pd.concat([events, self._action_events(stored, fresh)], ignore_index=True)
-            started = self._timed("actions", started)
+        events = self.connector.history(page, stored=stored, fresh=fresh)
+        started = time.perf_counter()
         unknown = self.unknown + page.unknown_statuses
         cursor = self.next_cursor(page)
         number = page.number
@@ -344,7 +427,7 @@ class _Run:
                     conn,
                     source=source,
                     unknown=dict(unknown),
-                    mapped_to=UNKNOWN_MAPPED_TO,
+                    mapped_to=self.connector.unknown_mapped_to,
                     now=self.now,
                 )
             after.tickets = _add(after.tickets, counts)
@@ -356,7 +439,7 @@ class _Run:
         self.cursor, self.unknown, self.result = cursor, unknown, after
         r = after
         log.info(
-            "%s: page %d stored: %d incidents received, %d new, %d changed, %d events; cursor %s",
+            "%s: page %d stored: %d tickets received, %d new, %d changed, %d events; cursor %s",
             source,
             number,
             page.received,
@@ -372,19 +455,11 @@ class _Run:
                 "updated": counts.updated,
                 "events": inserted,
                 "cursor": r.cursor,
+                "total": page.total,
             },
         )
         if self.progress is not None:
             self.progress(source, r.pages, r.incidents, page.last)
-
-    def _action_events(self, stored: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
-        """Actions of the incidents that are new or changed since they were stored."""
-        known = dict(zip(stored["external_id"], stored["updated_at"], strict=True))
-        records: list[EventRecord] = []
-        for incident_id, updated in zip(fresh["external_id"], fresh["updated_at"], strict=True):
-            if known.get(incident_id) != updated:
-                records += self.connector.fetch_actions(str(incident_id))
-        return events_frame(records)
 
     def _save(
         self, conn: Connection, r: SourceResult, unknown: Counter[str], *, state: str
@@ -406,17 +481,16 @@ class _Run:
         self, state: str, result: SourceResult | None = None, unknown: Counter[str] | None = None
     ) -> dict[str, Any]:
         r = result or self.result
-        server = self.connector.server
+        stats = self.connector.stats
         return {
             "state": state,
             "mode": "full" if r.full else "incremental",
             "pages": r.pages,
             "stale": r.stale,
-            "requests": self.connector.stats.requests,
-            "retries": self.connector.stats.retries,
-            "restarts": self.connector.stats.restarts,
-            "server_version": server.version if server else None,
-            "paging": server.paging.value if server else None,
+            "requests": stats.requests,
+            "retries": stats.retries,
+            "restarts": stats.restarts,
+            **self.connector.details(),
             "cursor_before": r.cursor_before,
             "unknown_statuses": dict(self.unknown if unknown is None else unknown),
         }
@@ -450,7 +524,7 @@ def _record_failure(engine: Engine, result: SourceResult, details: dict[str, Any
 
 def sync_source(
     engine: Engine,
-    config: TopdeskSourceConfig,
+    config: SyncSourceConfig,
     *,
     full: bool = False,
     client_factory: ClientFactory = _default_client,
@@ -458,12 +532,12 @@ def sync_source(
     sleep: Callable[[float], None] = time.sleep,
     lock_wait: float = LOCK_WAIT,
 ) -> SourceResult:
-    """Sync one TOPdesk source into the warehouse; never raises a ``ConnectorError``.
+    """Sync one network source into the warehouse; never raises a ``ConnectorError``.
 
     Args:
         engine: the warehouse.
         config: the source.
-        full: read every incident, not just those changed since the cursor (the cursor then
+        full: read every ticket, not just those changed since the cursor (the cursor then
             follows this scan, so an interrupted full sync continues on the next run).
         client_factory: builds the HTTP client (tests inject a fake's transport).
         progress: called after each stored page.
@@ -514,7 +588,7 @@ def sync_source(
                 extra={"source": config.name, "since": since.isoformat() if since else None},
             )
             with client_factory(config) as client:
-                connector = TopdeskConnector(config, client, sleep=sleep)
+                connector = _connector(config, client, sleep=sleep)
                 run = _Run(
                     engine,
                     config,
@@ -585,7 +659,7 @@ def sync_sources(
                 SourceResult(config.name, config.kind, "skipped", "disabled (name it to run it)")
             )
             continue
-        if not isinstance(config, TopdeskSourceConfig):
+        if not isinstance(config, TopdeskSourceConfig | ServiceNowSourceConfig):
             results.append(
                 SourceResult(
                     config.name, config.kind, "skipped", f"no connector for `{config.kind}` yet"

@@ -142,9 +142,99 @@ class TopdeskSourceConfig(HttpSourceConfig):
     """more incident fields to request and keep in ``raw`` (e.g. ``optionalFields1``)"""
 
 
+_TABLE_NAME = r"^[a-z][a-z0-9_]*$"
+
+
 class ServiceNowSourceConfig(HttpSourceConfig):
+    """A ServiceNow instance through the Table API (see docs/connectors/servicenow.md).
+
+    ``base_url`` is the instance's address, e.g. ``https://acme.service-now.com``. ``auth`` is
+    ``basic`` (``username`` + password) or ``oauth`` (OAuth 2 password grant with refresh:
+    ``client_id`` and ``client_secret_env``/``client_secret_file`` as well). ``status_map``
+    overrides the lifecycle state per state label (``On Hold/Awaiting Caller`` for an on-hold
+    reason), ahead of the documented defaults.
+    """
+
     kind: Literal["servicenow"]
-    table: str = "incident"
+    table: Annotated[str, Field(pattern=_TABLE_NAME)] | None = None
+    """one task table; shorthand for ``tables = [table]``"""
+    tables: list[Annotated[str, Field(pattern=_TABLE_NAME)]] = Field(default_factory=list)
+    """task tables to read (``incident``, ``sc_req_item``, ``problem``, ``change_request``...);
+    ``["incident"]`` when neither this nor ``table`` is set"""
+    auth: Literal["basic", "oauth"] = "basic"
+    client_id: str | None = None
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    page_size: int = Field(default=1000, ge=2, le=10_000)
+    """``sysparm_limit`` of every list request"""
+    overlap_seconds: float = Field(default=120.0, ge=0)
+    """each incremental sync re-reads this much before the stored cursor"""
+    display_value: Literal["all", "false"] = "all"
+    """``all``: the instance sends labels and names with the values; ``false``: raw values
+    only, labels from ``sys_choice`` and names from ``sys_user``/``sys_user_group`` lookups"""
+    state_field: Literal["state", "incident_state"] = "state"
+    """the lifecycle field: ``incident_state`` for instances still on the legacy model"""
+    audit: bool = True
+    """history from ``sys_audit``; off (or unreadable): by comparing snapshots"""
+    comments: bool = True
+    """customer-visible comments (``sys_journal_field``, element ``comments``) as
+    ``customer_update`` events"""
+    work_notes: bool = False
+    """work notes as ``internal_update`` events"""
+    choice_language: str = "en"
+    """language of the ``sys_choice`` labels to read"""
+    pace: bool = True
+    """read ``X-RateLimit-Remaining``/``-Reset`` and wait for the window to reset rather than
+    running into 429"""
+    pace_reserve: int = Field(default=1, ge=0)
+    """requests left unused in each rate-limit window (for other clients of the same user)"""
+    extra_fields: list[str] = Field(default_factory=list)
+    """more fields to request and keep in ``raw``"""
+
+    @model_validator(mode="after")
+    def _tables_and_auth(self) -> ServiceNowSourceConfig:
+        if self.table is not None and self.tables and self.tables != [self.table]:
+            raise ValueError("set `table` or `tables`, not both")
+        if len(set(self.effective_tables)) != len(self.effective_tables):
+            raise ValueError("`tables` lists a table twice")
+        if self.auth == "oauth":
+            missing = [k for k in ("client_id", "username") if getattr(self, k) is None]
+            if not (self.client_secret_env or self.client_secret_file):
+                missing.append("client_secret_env (or client_secret_file)")
+            if missing:
+                raise ValueError(f"auth = 'oauth' needs {', '.join(missing)}")
+        return self
+
+    @property
+    def effective_tables(self) -> list[str]:
+        """The tables to read, in order."""
+        if self.tables:
+            return list(self.tables)
+        return [self.table or "incident"]
+
+    def client_secret(self) -> SecretStr | None:
+        """The OAuth client secret from ``client_secret_env`` or ``client_secret_file``.
+
+        Raises:
+            ValueError: the named variable is unset or the file is unreadable.
+        """
+        if self.client_secret_env:
+            value = os.environ.get(self.client_secret_env)
+            if value is None:
+                raise ValueError(
+                    f"source `{self.name}`: environment variable `{self.client_secret_env}` "
+                    "(client_secret_env) is not set"
+                )
+            return SecretStr(value)
+        if self.client_secret_file:
+            try:
+                return SecretStr(self.client_secret_file.read_text().strip())
+            except OSError as e:
+                raise ValueError(
+                    f"source `{self.name}`: cannot read client_secret_file "
+                    f"`{self.client_secret_file}`: {e.strerror}"
+                ) from e
+        return None
 
 
 EventLogFormat = Literal["bpic2013", "bpic2014", "helpdesk", "csv"]

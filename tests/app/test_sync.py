@@ -552,10 +552,15 @@ def test_two_syncs_of_one_source_never_run_together(engine: Engine, desk: Desk) 
     assert "another sync of this source is still running after 0.3 s" in (inner[0].message or "")
 
 
-def test_other_kinds_are_skipped_and_event_logs_refused(engine: Engine) -> None:
+def test_disabled_sources_are_skipped_and_event_logs_refused(engine: Engine) -> None:
     settings = Settings(
         sources=[
-            {"name": "sn", "kind": "servicenow", "base_url": "https://sn.example"},
+            {
+                "name": "sn",
+                "kind": "servicenow",
+                "base_url": "https://sn.example",
+                "enabled": False,
+            },
             {"name": "log", "kind": "eventlog"},
             {"name": "off", "kind": "topdesk", "base_url": "https://x.example", "enabled": False},
         ]
