@@ -317,6 +317,11 @@ def sources_command() -> None:
             (st.get("last_error") or "")[:160],
         )
     out.print(table)
+    for name in sorted(states):
+        details = states[name].get("details") or {}
+        warnings = details.get("warnings") if isinstance(details, dict) else None
+        for warning in warnings or []:
+            out.print(f"warning: {name}: {warning}", highlight=False, markup=False)
     if unknown:
         out.print("unknown statuses (kept raw, mapped to the fallback; add them to status_map):")
         for u in unknown:
