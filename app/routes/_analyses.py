@@ -21,21 +21,21 @@ from datetime import datetime
 import pandas as pd
 from fastapi import Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from analytics.log import TicketLog, prepare_log
 from app.cache import AnalyticsCache, Cached, Snapshot
 from app.deps import Filters
 from app.routes._fastpath import remember
+from app.routes._rendered import Rendered, respond
+from app.routes._rendered import render as render_bytes
 from app.settings import Settings
 
 __all__ = [
     "ANALYSES",
     "Analysis",
     "analysis_result",
-    "cached_bytes",
-    "cached_json",
+    "cached_answer",
     "filtered_frames",
     "register",
     "shared_log",
@@ -112,7 +112,7 @@ def analysis_result(
             return part
 
         # filtered once per filter set (and snapshot), not per request
-        picked = cache.get((name, "filtered", filters.key(), whole.as_of), pick)
+        picked = cache.get((name, "filtered", filters.key(), whole.as_of), pick, carry=False)
         return Cached(value=picked.value, as_of=whole.as_of, version=whole.version)
 
     def compute(_snapshot: Snapshot, now: datetime) -> pd.DataFrame:
@@ -122,35 +122,28 @@ def analysis_result(
     return cache.get((name, filters.key()), compute)
 
 
-def cached_json(
-    cache: AnalyticsCache, key: tuple[object, ...], render: Callable[[], BaseModel]
-) -> Response:
-    """A JSON answer rendered once per snapshot and key (e.g. analysis, filters and page), then
-    served as bytes: a page view costs a dictionary lookup, not validation and encoding."""
-    body = cache.get(("json", *key), lambda _s, _now: render().model_dump_json().encode())
-    return Response(body.value, media_type="application/json")
-
-
-async def cached_bytes(
+async def cached_answer(
     cache: AnalyticsCache,
     key: tuple[object, ...],
     render: Callable[[], bytes],
-    request: Request | None = None,
-) -> bytes:
-    """Bytes rendered once per snapshot and key, served without leaving the event loop when
-    cached (``AnalyticsCache.peek``: no query, no thread hop); otherwise rendered in a worker
-    thread (the first request after a change, or when the fingerprint is due for a check).
-    With ``request``, the fast path (``_fastpath``) answers the next identical request."""
+    request: Request,
+    media_type: str = "application/json",
+) -> Response:
+    """An answer rendered once per generation and key (e.g. analysis, filters and page), then
+    served as bytes (gzipped once, ETag/304) without leaving the event loop when cached
+    (``AnalyticsCache.peek``: no query, no thread hop); otherwise rendered in a worker thread
+    (the first request for it, or when the fingerprint is due for a check). The fast path
+    (``_fastpath``) answers the next identical request."""
+
+    def compute(snapshot: Snapshot, now: datetime) -> Rendered:
+        return render_bytes(render(), as_of=now, version=snapshot.version, media_type=media_type)
+
     hit = cache.peek(key)
-    if hit is not None:
-        value: bytes = hit.value
-    else:
-        cached = await run_in_threadpool(cache.get, key, lambda _s, _now: render())
-        value = cached.value
-    if request is not None:
-        remember(request, key, _same)
-    return value
+    if hit is None:
+        hit = await run_in_threadpool(cache.get, key, compute)
+    remember(request, key, _same)
+    return respond(request, hit.value, stale=not cache.is_current(hit))
 
 
-def _same(value: bytes) -> bytes:
+def _same(value: Rendered) -> Rendered:
     return value

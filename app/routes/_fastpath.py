@@ -3,14 +3,16 @@
 Under load a cached answer costs almost nothing (a dictionary lookup), yet FastAPI's routing and
 dependency resolution take about a millisecond per request, which at 50 concurrent connections
 on two cores became the whole latency. So once a handler has answered a ``GET`` with cached
-bytes, it *remembers* the request (path, query parameters, whether the client takes gzip) and
+bytes, it *remembers* the request (path and query parameters, in any order) and
 which ``AnalyticsCache`` entry the bytes came from. The next identical request is answered by
 this ASGI middleware directly, if and only if
 
 - the caller presents an API key with the read scope (or the server is in public-read mode and
   no key is sent); embed tokens and everything else take the normal path;
-- the cache entry is still current (``AnalyticsCache.peek``: same warehouse version, not older
-  than ``cache_seconds``, fingerprint not due for a check).
+- the cache entry can be served (``AnalyticsCache.peek``: in the generation being served, the
+  fingerprint not due for a check).
+
+The answer is negotiated per request like the handler's (gzip, ETag/304, ``X-Data-*``).
 
 Otherwise the request goes on to FastAPI untouched, which answers (401, 403, 422, a recompute)
 as always. The telemetry and security-header middlewares sit outside this one, so fast answers
@@ -30,6 +32,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.cache import AnalyticsCache
+from app.routes._rendered import Rendered, negotiate
 from app.security import KeyRing
 
 __all__ = ["FastPath", "FastPathMiddleware", "remember"]
@@ -45,19 +48,14 @@ class _Route:
 @dataclass(frozen=True)
 class _Answer:
     cache_key: Hashable
-    body: Callable[[Any], bytes]
-    """the bytes to send, from the cached value"""
-    headers: tuple[tuple[bytes, bytes], ...]
+    pick: Callable[[Any], Rendered]
+    """the rendered answer within the cached value"""
     route: _Route
 
 
-def _request_key(path: str, query: bytes, gzip: bool) -> Hashable:
+def _request_key(path: str, query: bytes) -> Hashable:
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-    return (path, tuple(sorted(pairs)), gzip)
-
-
-def _takes_gzip(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(k == b"accept-encoding" and b"gzip" in v for k, v in headers)
+    return (path, tuple(sorted(pairs)))
 
 
 class FastPath:
@@ -71,29 +69,21 @@ class FastPath:
         self.hits = 0
 
     def remember(
-        self,
-        request: Request,
-        cache_key: Hashable,
-        body: Callable[[Any], bytes],
-        media_type: str,
-        extra: dict[str, str] | None = None,
+        self, request: Request, cache_key: Hashable, pick: Callable[[Any], Rendered]
     ) -> None:
         route = request.scope.get("route")
-        scope_headers = request.scope["headers"]
-        gzip = _takes_gzip(scope_headers)
-        key = _request_key(request.scope["path"], request.scope["query_string"], gzip)
-        headers = [(b"content-type", media_type.encode())]
-        headers += [(k.lower().encode(), v.encode()) for k, v in (extra or {}).items()]
+        key = _request_key(request.scope["path"], request.scope["query_string"])
         template = str(getattr(route, "path", None) or request.scope["path"])
-        answer = _Answer(cache_key, body, tuple(headers), _Route(template))
+        answer = _Answer(cache_key, pick, _Route(template))
         with self._lock:
             self._answers[key] = answer
             self._answers.move_to_end(key)
             while len(self._answers) > self._max:
                 self._answers.popitem(last=False)
 
-    def lookup(self, scope: Scope) -> tuple[_Answer, bytes] | None:
-        key = _request_key(scope["path"], scope["query_string"], _takes_gzip(scope["headers"]))
+    def lookup(self, scope: Scope) -> tuple[_Answer, Rendered, bool] | None:
+        """The remembered answer, its rendered bytes, and whether they are stale."""
+        key = _request_key(scope["path"], scope["query_string"])
         with self._lock:
             answer = self._answers.get(key)
         if answer is None:
@@ -101,20 +91,14 @@ class FastPath:
         hit = self.cache.peek(answer.cache_key)
         if hit is None:
             return None
-        return answer, answer.body(hit.value)
+        return answer, answer.pick(hit.value), not self.cache.is_current(hit)
 
 
-def remember(
-    request: Request,
-    cache_key: Hashable,
-    body: Callable[[Any], bytes],
-    media_type: str = "application/json",
-    extra: dict[str, str] | None = None,
-) -> None:
+def remember(request: Request, cache_key: Hashable, pick: Callable[[Any], Rendered]) -> None:
     """Let the fast path answer the next request like this one from ``cache_key``'s entry."""
     fast: FastPath | None = getattr(request.app.state, "fastpath", None)
     if fast is not None and request.method == "GET":
-        fast.remember(request, cache_key, body, media_type, extra)
+        fast.remember(request, cache_key, pick)
 
 
 class FastPathMiddleware:
@@ -154,12 +138,13 @@ class FastPathMiddleware:
             if found is not None:
                 caller = self._caller(scope["headers"])
                 if caller is not None:
-                    answer, body = found
+                    answer, rendered, stale = found
                     self.fast.hits += 1
                     scope["route"] = answer.route
                     scope.setdefault("state", {})["principal"] = caller
-                    headers = [*answer.headers, (b"content-length", str(len(body)).encode())]
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                    status, headers, body = negotiate(rendered, scope["headers"], stale=stale)
+                    start = {"type": "http.response.start", "status": status, "headers": headers}
+                    await send(start)
                     await send({"type": "http.response.body", "body": body})
                     return
         await self.app(scope, receive, send)

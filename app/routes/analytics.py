@@ -3,7 +3,7 @@
 Each analysis is registered here (``register``) with the ``analytics`` function it calls;
 handlers only pick the cached result, filter, page and serialise it. A JSON answer is rendered
 once per snapshot, filter set and page and then served as cached bytes straight from the event
-loop (``cached_bytes``): a cached request costs a dictionary lookup, whatever the warehouse size.
+loop (``cached_answer``): a cached request costs a dictionary lookup, whatever the warehouse size.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from app.routes._analyses import (
     Analysis,
     Compute,
     analysis_result,
-    cached_bytes,
+    cached_answer,
     register,
     shared_log,
 )
@@ -308,8 +308,7 @@ async def serve_list(
 
     where = (paging.limit, paging.offset) if paging is not None else ()
     key = ("json", name, filters.key(), extra, *where)
-    body = await cached_bytes(cache, key, render, request)
-    return Response(body, media_type="application/json")
+    return await cached_answer(cache, key, render, request)
 
 
 @router.get("/aging", response_model=AgingPage, summary="Aging work in progress")
@@ -507,8 +506,7 @@ async def get_flow(
         )
         return body.model_dump_json().encode()
 
-    body = await cached_bytes(cache, ("json", "flow", filters.key()), render, request)
-    return Response(body, media_type="application/json")
+    return await cached_answer(cache, ("json", "flow", filters.key()), render, request)
 
 
 REPORT_LIMIT = 500
@@ -579,5 +577,4 @@ async def get_daily_report(
     def render() -> bytes:
         return daily_report(cache, settings, filters, day).model_dump_json().encode()
 
-    body = await cached_bytes(cache, ("json", "report", filters.key(), day), render, request)
-    return Response(body, media_type="application/json")
+    return await cached_answer(cache, ("json", "report", filters.key(), day), render, request)

@@ -7,8 +7,8 @@ that opens the chart, or public-read mode.
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from app.cache import AnalyticsCache, Cached
+from app.cache import AnalyticsCache, Cached, Snapshot
 from app.charts import CHARTS, PLOTLY_VERSION, ChartSpec, figure_json, page_environment
 from app.deps import (
     BearerHeader,
@@ -32,6 +32,7 @@ from app.deps import (
 from app.errors import NotFoundError
 from app.routes._analyses import ANALYSES, analysis_result
 from app.routes._fastpath import remember
+from app.routes._rendered import Rendered, render, respond
 from app.security import page_csp
 from app.settings import Settings
 
@@ -74,8 +75,9 @@ def _spec(name: str) -> ChartSpec:
 @dataclass(frozen=True)
 class RenderedFigure:
     json: str
-    gzipped: bytes
-    """the JSON compressed once, served to every client that accepts gzip"""
+    """the figure JSON (for the chart page and the dashboard)"""
+    rendered: Rendered
+    """the same as bytes to answer ``.json`` requests: gzipped once, ETag"""
     as_of: str
 
 
@@ -84,12 +86,12 @@ def chart_figure(
 ) -> Cached[RenderedFigure]:
     """The figure of a chart for ``filters``, cached until the analysis changes."""
 
-    def compute(_snapshot: object, _now: object) -> RenderedFigure:
+    def compute(snapshot: Snapshot, now: datetime) -> RenderedFigure:
         result = analysis_result(cache, settings, spec.analysis, filters)
         text = figure_json(spec.build(result.value, result.as_of, spec.title))
         return RenderedFigure(
             json=text,
-            gzipped=gzip.compress(text.encode(), compresslevel=6, mtime=0),
+            rendered=render(text.encode(), as_of=now, version=snapshot.version),
             as_of=result.as_of.isoformat(timespec="seconds"),
         )
 
@@ -102,31 +104,16 @@ def _figure_key(spec: ChartSpec, filters: Filters) -> tuple[object, ...]:
 
 async def rendered_figure(
     cache: AnalyticsCache, settings: Settings, spec: ChartSpec, filters: Filters
-) -> RenderedFigure:
+) -> Cached[RenderedFigure]:
     """The cached figure straight from the event loop, else built in a worker thread."""
     hit = cache.peek(_figure_key(spec, filters))
     if hit is not None:
-        figure: RenderedFigure = hit.value
-        return figure
-    cached = await run_in_threadpool(chart_figure, cache, settings, spec, filters)
-    return cached.value
+        return hit
+    return await run_in_threadpool(chart_figure, cache, settings, spec, filters)
 
 
-def _gzipped(figure: RenderedFigure) -> bytes:
-    return figure.gzipped
-
-
-def _plain(figure: RenderedFigure) -> bytes:
-    return figure.json.encode()
-
-
-def remember_figure(request: Request, key: tuple[object, ...]) -> None:
-    """Let the fast path answer the next identical request for this figure."""
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        extra = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
-        remember(request, key, _gzipped, "application/json", extra)
-    else:
-        remember(request, key, _plain, "application/json")
+def _figure_bytes(figure: RenderedFigure) -> Rendered:
+    return figure.rendered
 
 
 @router.get("", response_model=list[ChartInfo], summary="The charts this server draws")
@@ -166,14 +153,8 @@ async def chart_json(
     pinned = filters.pinned(caller)
     figure = await rendered_figure(cache, settings, spec, pinned)
     if token is None:
-        remember_figure(request, _figure_key(spec, pinned))
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        return Response(
-            figure.gzipped,
-            media_type="application/json",
-            headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
-        )
-    return Response(figure.json, media_type="application/json")
+        remember(request, _figure_key(spec, pinned), _figure_bytes)
+    return respond(request, figure.value.rendered, stale=not cache.is_current(figure))
 
 
 @router.get(
@@ -195,7 +176,7 @@ async def chart_page(
     """A page for an ``<iframe>``: plotly.js from this server, CSP frame-ancestors allow-list."""
     caller = chart_access(request, name, token=token, key=key, bearer=bearer)
     spec = _spec(name)
-    figure = await rendered_figure(cache, settings, spec, filters.pinned(caller))
+    figure = (await rendered_figure(cache, settings, spec, filters.pinned(caller))).value
     page = (
         page_environment()
         .get_template("chart.html")

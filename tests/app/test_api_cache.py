@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
 from app.cache import AnalyticsCache, Snapshot
+from app.settings import Settings
 from app.warehouse import upsert_tickets
 from connectors.base import tickets_frame
 from tests.app.test_api_support import NOW, sample_tickets, warehouse
@@ -32,6 +34,13 @@ class Clock:
         return self.t
 
 
+def _add_ticket(engine: Engine, external_id: str = "NEW-1") -> None:
+    extra = sample_tickets()[0]
+    with engine.begin() as conn:
+        frame = tickets_frame([extra]).assign(external_id=external_id)
+        upsert_tickets(conn, frame, now=NOW + timedelta(days=1))
+
+
 def test_results_are_reused_until_the_warehouse_changes(engine: Engine) -> None:
     clock = Clock()
     cache = AnalyticsCache(engine, max_age_seconds=300, check_seconds=10, clock=clock)
@@ -41,20 +50,23 @@ def test_results_are_reused_until_the_warehouse_changes(engine: Engine) -> None:
         calls.append(1)
         return len(snapshot.tickets)
 
-    assert cache.get(("n",), count).value == 20
+    first = cache.get(("n",), count)
+    assert first.value == 20
     assert cache.get(("n",), count).value == 20
     assert len(calls) == 1 and cache.stats.hits == 1 and cache.stats.reloads == 1
     # a change in the warehouse: a new ticket
-    extra = sample_tickets()[0]
-    with engine.begin() as conn:
-        frame = tickets_frame([extra]).assign(external_id="NEW-1")
-        upsert_tickets(conn, frame, now=NOW + timedelta(days=1))
+    _add_ticket(engine)
     # not seen before the next check ...
     assert cache.get(("n",), count).value == 20
     clock.t = 10
-    # ... and seen after it: the snapshot is reloaded and the result recomputed
-    assert cache.get(("n",), count).value == 21
-    assert len(calls) == 2 and cache.stats.reloads == 2
+    # ... seen at it: the previous result is served, marked with its version, while the
+    # snapshot is reloaded and the result recomputed in the background
+    served = cache.get(("n",), count)
+    assert served.value == 20 and served.version == first.version
+    assert cache.wait_refreshed(10)
+    fresh = cache.get(("n",), count)
+    assert fresh.value == 21 and fresh.version != first.version and cache.is_current(fresh)
+    assert len(calls) == 2 and cache.stats.reloads == 2 and cache.stats.refreshes == 1
 
 
 def test_results_expire_after_max_age(engine: Engine) -> None:
@@ -70,8 +82,88 @@ def test_results_expire_after_max_age(engine: Engine) -> None:
     clock.t = 59
     assert cache.get("k", record).as_of == first.as_of
     clock.t = 60
-    assert cache.get("k", record).as_of >= first.as_of
+    assert cache.get("k", record).as_of == first.as_of  # served while recomputed
+    assert cache.wait_refreshed(10)
+    assert cache.get("k", record).as_of > first.as_of
     assert len(calls) == 2 and cache.stats.reloads == 1  # the frames were not reloaded
+
+
+def test_after_a_change_no_request_waits_for_the_recompute(engine: Engine) -> None:
+    clock = Clock()
+    cache = AnalyticsCache(engine, max_age_seconds=300, check_seconds=10, clock=clock)
+    gate = threading.Event()
+    gate.set()
+    entered = threading.Event()
+
+    def slow_count(snapshot: Snapshot, _now: datetime) -> int:
+        if not gate.is_set():
+            entered.set()
+            assert gate.wait(10)
+        return len(snapshot.tickets)
+
+    first = cache.get(("n",), slow_count)
+    assert cache.get(("other",), lambda s, _n: "x").value == "x"
+    _add_ticket(engine)
+    clock.t = 10
+    gate.clear()
+    started = time.perf_counter()
+    served = cache.get(("n",), slow_count)
+    assert entered.wait(10), "the background refresh runs the computation"
+    # while it runs, every request gets the previous result at once, marked as not current
+    for _ in range(3):
+        again = cache.get(("n",), slow_count)
+        assert again.value == 20 and again.version == first.version
+        assert not cache.is_current(again)
+        peeked = cache.peek(("n",))
+        assert peeked is not None and peeked.value == 20
+    assert served.value == 20
+    assert time.perf_counter() - started < 5
+    assert not cache.wait_refreshed(0.05)  # still blocked on the gate
+    gate.set()
+    assert cache.wait_refreshed(10)
+    fresh = cache.peek(("n",))
+    assert fresh is not None and fresh.value == 21 and cache.is_current(fresh)
+    # every result asked for during the previous generation was recomputed as well
+    other = cache.peek(("other",))
+    assert other is not None and other.value == "x" and cache.is_current(other)
+
+
+def test_a_refresh_recomputes_only_what_was_asked_for_and_survives_errors(engine: Engine) -> None:
+    clock = Clock()
+    cache = AnalyticsCache(engine, max_age_seconds=60, check_seconds=1000, clock=clock)
+    calls = {"a": 0, "b": 0}
+    failing = [False]
+
+    def a(_s: Snapshot, _n: datetime) -> str:
+        calls["a"] += 1
+        if failing[0]:
+            raise RuntimeError("boom")
+        return "a"
+
+    def b(_s: Snapshot, _n: datetime) -> str:
+        calls["b"] += 1
+        return "b"
+
+    cache.get("a", a)
+    cache.get("b", b)
+    clock.t = 60
+    failing[0] = True
+    assert cache.get("a", a).value == "a"  # the expired result, while the refresh runs
+    assert cache.wait_refreshed(10)
+    assert cache.stats.refreshes == 1 and cache.stats.refresh_errors == 1
+    assert calls == {"a": 2, "b": 2}
+    # the failed result is not in the new generation: the next request computes it, and
+    # gets the error
+    with pytest.raises(RuntimeError, match="boom"):
+        cache.get("a", a)
+    failing[0] = False
+    assert cache.get("a", a).value == "a"
+    assert calls["a"] == 4
+    # nobody asked for "b" in this generation: the next refresh recomputes only "a"
+    clock.t = 120
+    cache.get("a", a)
+    assert cache.wait_refreshed(10)
+    assert calls == {"a": 5, "b": 2}
 
 
 def test_concurrent_requests_compute_once(engine: Engine) -> None:
@@ -162,29 +254,79 @@ def test_fast_path_answers_cached_requests_and_keeps_access_rules(
         assert 'route="/api/v1/stale"' in metrics  # fast answers are counted per route
 
 
-def test_an_expired_result_is_served_while_one_request_recomputes_it(engine: Engine) -> None:
-    clock = Clock()
-    cache = AnalyticsCache(engine, max_age_seconds=60, check_seconds=1000, clock=clock)
-    started = threading.Event()
-    release = threading.Event()
+def test_after_a_warehouse_change_the_api_answers_from_the_previous_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.routes._analyses import ANALYSES, Analysis
+    from tests.app.test_api_support import READ, client_for, key_env, settings_for
 
-    def first(_s: Snapshot, _now: datetime) -> str:
-        return "old"
+    key_env(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'change.db'}"
+    engine = warehouse(url)
+    original = ANALYSES["stale"]
+    gate = threading.Event()
+    gate.set()
+    entered = threading.Event()
 
-    def slow(_s: Snapshot, _now: datetime) -> str:
-        started.set()
-        release.wait(5)
-        return "new"
+    def gated(
+        tickets: pd.DataFrame, events: pd.DataFrame, now: datetime, settings: Settings
+    ) -> pd.DataFrame:
+        if not gate.is_set():
+            entered.set()
+            assert gate.wait(10)
+        return original.compute(tickets, events, now, settings)
 
-    cache.get("k", first)
-    clock.t = 61  # expired
-    results: list[str] = []
-    worker = threading.Thread(target=lambda: results.append(cache.get("k", slow).value))
-    worker.start()
-    assert started.wait(5)
-    # meanwhile, other requests get the previous result at once instead of queueing
-    assert cache.get("k", slow).value == "old"
-    release.set()
-    worker.join()
-    assert results == ["new"]
-    assert cache.get("k", slow).value == "new"
+    monkeypatch.setitem(ANALYSES, "stale", Analysis("stale", gated, per_ticket=True))
+    try:
+        with client_for(settings_for(url), engine) as client:
+            first = client.get("/api/v1/stale", headers=READ)
+            assert first.status_code == 200 and "x-data-stale" not in first.headers
+            version, as_of = first.headers["x-data-version"], first.headers["x-data-as-of"]
+            _add_ticket(engine)
+            gate.clear()
+            during = client.get("/api/v1/stale", headers=READ)
+            assert during.status_code == 200 and during.content == first.content
+            assert during.headers["x-data-version"] == version
+            assert during.headers["x-data-as-of"] == as_of
+            assert during.headers["x-data-stale"] == "true"
+            assert entered.wait(10)
+            gate.set()
+            cache = client.app.state.cache  # type: ignore[attr-defined]
+            assert cache.wait_refreshed(30)
+            after = client.get("/api/v1/stale", headers=READ)
+            assert after.headers["x-data-version"] != version
+            assert "x-data-stale" not in after.headers
+            assert after.json()["as_of"] > first.json()["as_of"]
+    finally:
+        engine.dispose()
+
+
+def test_cached_answers_are_gzipped_once_and_revalidate_with_etag(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.app.test_api_support import READ, client_for, key_env, settings_for
+
+    key_env(monkeypatch)
+    with client_for(settings_for(str(engine.url), change_check_seconds=60), engine) as client:
+        fast = client.app.state.fastpath  # type: ignore[attr-defined]
+        for path in ("/charts/aging.json", "/api/v1/stale", "/api/v1/flow"):
+            for attempt in range(2):  # the second time through the fast path
+                hits = fast.hits
+                packed = client.get(path, headers={**READ, "Accept-Encoding": "gzip"})
+                plain = client.get(path, headers={**READ, "Accept-Encoding": "identity"})
+                assert packed.status_code == plain.status_code == 200
+                assert packed.content == plain.content  # httpx decompresses
+                assert "content-encoding" not in plain.headers
+                etag = plain.headers["etag"]
+                if len(plain.content) >= 1024:
+                    assert packed.headers["content-encoding"] == "gzip"
+                    assert packed.headers["etag"] == etag[:-1] + '-gz"'
+                assert packed.headers["vary"] == "Accept-Encoding"
+                for tag in (etag, packed.headers["etag"], f'W/{etag}, "other"'):
+                    again = client.get(path, headers={**READ, "If-None-Match": tag})
+                    assert again.status_code == 304 and again.content == b""
+                    assert again.headers["etag"] == etag
+                changed = client.get(path, headers={**READ, "If-None-Match": '"other"'})
+                assert changed.status_code == 200 and changed.content == plain.content
+                if attempt:
+                    assert fast.hits == hits + 6, path

@@ -7,12 +7,15 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from app.charts import aging_figure, figure_json
 from tests.app.test_api_support import (
     ADMIN,
     READ,
@@ -85,20 +88,69 @@ def test_figure_json_has_data_title_and_axes(client: TestClient, name: str) -> N
     assert layout["xaxis"]["title"]["text"] and layout["yaxis"]["title"]["text"]
 
 
-def test_aging_points_are_open_tickets_with_escaped_hover_and_links(client: TestClient) -> None:
+def test_aging_points_are_open_tickets_with_numbers_and_links(client: TestClient) -> None:
     figure = client.get("/charts/aging.json", headers=READ).json()
     tickets = [trace for trace in figure["data"] if "customdata" in trace]
-    texts = [t for trace in tickets for t in trace["text"]]
+    numbers = [c[1] for trace in tickets for c in trace["customdata"]]
     links = [c[0] for trace in tickets for c in trace["customdata"]]
     open_total = client.get("/api/v1/tickets?status=open", headers=READ).json()["total"]
-    assert len(texts) == open_total == 16
-    assert any(t.startswith("INC0001: Printer 1 jammed") for t in texts)
-    hostile = [t for t in texts if "INC0005" in t]
-    assert hostile and "<script>" not in hostile[0] and "&lt;script&gt;" in hostile[0]
+    assert len(numbers) == open_total == 16
+    assert "INC0001" in numbers
+    # one hover template per trace instead of per-point text
+    assert all("%{customdata[1]}" in trace["hovertemplate"] for trace in tickets)
+    assert all("text" not in trace for trace in tickets)
     # the ticket with a javascript: URL gets no link; the others link to their tool
     assert None in links
     assert "https://desk.example.org/ticket/T1" in links
     assert not any(isinstance(u, str) and u.startswith("javascript") for u in links)
+    # nothing is capped at this size, so there is no note
+    assert "showing the oldest" not in json.dumps(figure)
+
+
+def _aging_frame(ages: dict[str, list[float]]) -> pd.DataFrame:
+    rows = [
+        {
+            "state": state,
+            "age": pd.Timedelta(days=age),
+            "pace": "> p95" if age > 35 else "< p50",
+            "number": f"<b>{state}-{i}</b>",
+            "url": f"https://desk.example.org/{state}/{i}",
+        }
+        for state, values in ages.items()
+        for i, age in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_aging_chart_keeps_the_oldest_of_each_state_in_proportion_with_a_note() -> None:
+    # 8 in progress, 2 new; room for 5: 4 in progress and 1 new, the oldest of each
+    frame = _aging_frame({"in_progress": [1, 20, 3, 40, 5, 60, 7, 80], "new": [2, 30]})
+    fig = aging_figure(frame, datetime(2024, 3, 15, tzinfo=UTC), "Aging", max_points=5)
+    figure = json.loads(figure_json(fig))
+    points = [
+        (c[1], y)
+        for trace in figure["data"]
+        if "customdata" in trace
+        for c, y in zip(trace["customdata"], _values(trace["y"]), strict=True)
+    ]
+    assert sorted(y for _, y in points) == [20.0, 30.0, 40.0, 60.0, 80.0]
+    # numbers are escaped before they reach the hover label
+    assert all(n.startswith("&lt;b&gt;") and "<b>" not in n for n, _ in points)
+    notes = [a["text"] for a in figure["layout"]["annotations"]]
+    assert any("showing the oldest 5 of 10 open tickets" in n for n in notes)
+    ticks = figure["layout"]["xaxis"]["ticktext"]
+    assert ticks == ["new<br>2 open", "in progress<br>8 open"]
+    # each point sits within its state's strip
+    xs = {
+        c[1].split("-")[0]: x
+        for trace in figure["data"]
+        if "customdata" in trace
+        for c, x in zip(trace["customdata"], _values(trace["x"]), strict=True)
+    }
+    assert abs(xs["&lt;b&gt;new"] - 0) < 0.5 and abs(xs["&lt;b&gt;in_progress"] - 1) < 0.5
+    # the slowest band is red, the fastest green
+    colors = {t["name"]: t["marker"]["color"] for t in figure["data"] if "customdata" in t}
+    assert colors == {"&gt; p95": "#c62828", "&lt; p50": "#2e7d32"}
 
 
 def test_filters_apply_to_charts(client: TestClient) -> None:
@@ -202,7 +254,7 @@ def test_aging_chart_draws_pace_bands(client: TestClient) -> None:
     pace = [t for t in figure["data"] if str(t.get("name", "")).endswith(" pace")]
     assert pace, "the sample has a finished ticket, so in_progress has pace percentiles"
     assert {t["name"] for t in pace} <= {"p50 pace", "p70 pace", "p85 pace", "p95 pace"}
-    assert all("in_progress" in t["x"] for t in pace)
+    assert all("in progress" in t["text"] for t in pace)
 
 
 @pytest.mark.parametrize("name", ["stale", "cycle-time"])
