@@ -1,0 +1,68 @@
+"""Serve a generated fake ServiceNow instance on loopback until killed (used by benchmarks)::
+
+    python -m tests.fakes.servicenow --port 0 --incidents 100000 --audit-rows 1000000 --seed 1
+
+prints ``listening http://127.0.0.1:PORT`` once it accepts connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+
+import uvicorn
+
+from tests.fakes import bind_loopback, uvicorn_config
+from tests.fakes.servicenow.server import FakeServiceNow, Recorded
+
+
+class _Discard(list[Recorded]):
+    """A request log that keeps nothing (long benchmark runs)."""
+
+    def append(self, item: Recorded) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve a fake ServiceNow instance.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--incidents", type=int, default=1000)
+    parser.add_argument("--audit-rows", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--username", default="integration.user")
+    parser.add_argument("--password", default="sn-pass-Qw3-secret")
+    parser.add_argument("--client-id", default=None)
+    parser.add_argument("--client-secret", default=None)
+    parser.add_argument("--rate-limit", type=int, default=None)
+    parser.add_argument("--audit-inserts", action="store_true")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    fake = FakeServiceNow(
+        username=args.username,
+        password=args.password,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        rate_limit=args.rate_limit,
+    )
+    fake.audit_inserts = args.audit_inserts
+    gc.disable()
+    fake.generate(args.incidents, audit_rows=args.audit_rows, seed=args.seed)
+    fake.warm()
+    gc.enable()
+    gc.freeze()
+    fake.requests = _Discard()
+    sock = bind_loopback(args.port)
+    print(  # noqa: T201
+        f"generated {args.incidents} incidents, {len(fake.tables['sys_audit'].rows)} audit rows"
+        f" in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(f"listening http://127.0.0.1:{sock.getsockname()[1]}", flush=True)  # noqa: T201
+    uvicorn.Server(uvicorn_config(fake)).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Realistic incident histories, made through ``modify()`` so the audit trail is the real one.
+
+Each incident is logged by a caller or the service desk, goes to a group, is picked up, and then
+takes some of: reassignment to another group (sometimes back again: A -> B -> A), on hold with a
+reason (awaiting caller, problem, vendor or change) and back, a priority change, comments and
+work notes; it ends resolved (sometimes reopened and resolved again), closed, cancelled, or
+still open. With ``audit_rows`` the lifecycles are sized so the instance ends up with about that
+many ``sys_audit`` rows in total.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from tests.fakes.servicenow.records import PRIORITY, Instance
+
+__all__ = ["GROUPS", "generate"]
+
+GROUPS = (
+    "Service Desk",
+    "Network",
+    "Database",
+    "Hardware",
+    "Software",
+    "Workplace",
+    "Applications",
+    "Security",
+)
+HOLD_REASONS = ("1", "3", "4", "5")  # awaiting caller, problem, vendor, change
+RESOLVE_COST = 12  # audit rows written by resolving (state and the stamped fields)
+CLOSE_COST = 5
+REOPEN_COST = 7
+CANCEL_COST = 6
+
+
+def _people(fake: Instance, rng: random.Random) -> tuple[list[str], list[str], list[str]]:
+    groups = fake.tables["sys_user_group"]
+    by_name = {groups.value(r, "name"): sid for sid, r in groups.rows.items()}
+    group_ids = [by_name.get(name) or fake.add_group(name) for name in GROUPS]
+    first = ("Anna", "Bram", "Chris", "Dewi", "Eva", "Femke", "Gert", "Hanna", "Ivo", "Joost")
+    last = ("de Vries", "Jansen", "Smit", "Bakker", "Visser", "Mulder", "Bos", "Peters")
+    agents = [
+        fake.add_user(f"agent.{i:02d}", f"{rng.choice(first)} {rng.choice(last)}")
+        for i in range(24)
+    ]
+    callers = [
+        fake.add_user(f"caller.{i:03d}", f"{rng.choice(first)} {rng.choice(last)}")
+        for i in range(200)
+    ]
+    return group_ids, agents, callers
+
+
+def generate(fake: Instance, count: int, *, audit_rows: int | None = None, seed: int = 1) -> None:
+    """Add ``count`` incidents with histories over a year from the fake's clock."""
+    rng = random.Random(seed)
+    audit = fake.tables["sys_audit"]
+    users = fake.tables["sys_user"]
+    with fake.lock:
+        groups, agents, callers = _people(fake, rng)
+        agent_names = [users.value(users.rows[a], "user_name") for a in agents]
+        base = fake.now
+        starts = sorted(rng.uniform(0, 365 * 86_400) for _ in range(count))
+        start_rows = len(audit.rows)
+        for done, offset in enumerate(starts):
+            if audit_rows is None:
+                budget = rng.choice((4, 8, 15, 25, 30, 40, 60))
+            else:
+                remaining = audit_rows - (len(audit.rows) - start_rows)
+                mean = max(remaining, 0) / (count - done)
+                # a long tail: most incidents are short, some have long histories
+                budget = int(mean * rng.expovariate(1) + rng.random())
+            _lifecycle(
+                fake,
+                rng,
+                when=base + timedelta(seconds=offset),
+                budget=budget,
+                groups=groups,
+                agents=agent_names,
+                callers=callers,
+            )
+
+
+def _lifecycle(
+    fake: Instance,
+    rng: random.Random,
+    *,
+    when: datetime,
+    budget: int,
+    groups: list[str],
+    agents: list[str],
+    callers: list[str],
+) -> None:
+    audit = fake.tables["sys_audit"]
+    users = fake.tables["sys_user"]
+    caller = rng.choice(callers)
+    caller_name = users.value(users.rows[caller], "user_name")
+    self_service = rng.random() < 0.3
+    impact, urgency = rng.choice("123"), rng.choice("123")
+    t = when
+    record = fake.add_record(
+        at=t,
+        actor=caller_name if self_service else rng.choice(agents),
+        caller_id=caller,
+        short_description=rng.choice(
+            ("VPN down", "Printer jams", "Password reset", "Laptop slow", "Mail bounces")
+        ),
+        contact_type="self-service" if self_service else rng.choice(("phone", "email")),
+        category=rng.choice(("inquiry", "software", "hardware", "network", "database")),
+        impact=impact,
+        urgency=urgency,
+        priority=PRIORITY[(impact, urgency)],
+    )
+    sys_id = record["sys_id"]
+    start = len(audit.rows)
+
+    def used() -> int:
+        return len(audit.rows) - start
+
+    def step(actor: str | None = None, *, hours: float = 4, **fields: str) -> None:
+        nonlocal t
+        t += timedelta(seconds=max(1, int(rng.expovariate(1 / (hours * 3600)))))
+        fake.change(sys_id, at=t, actor=actor or rng.choice(agents), **fields)
+
+    def note() -> None:
+        nonlocal t
+        t += timedelta(seconds=max(1, int(rng.expovariate(1 / 7200))))
+        if rng.random() < 0.5:
+            fake.add_journal(sys_id, "Any news?", element="comments", actor=caller_name, at=t)
+        else:
+            fake.add_journal(
+                sys_id, "Checked logs", element="work_notes", actor=rng.choice(agents), at=t
+            )
+
+    if budget < 1:
+        return
+    history = [rng.choice(groups)]
+    step(assignment_group=history[0], hours=0.5)
+    if budget - used() < 3:
+        return
+    step(assigned_to=fake.user_id(rng.choice(agents)), state="2", hours=1)
+    closing = rng.random()
+    reopen = closing < 0.8 and rng.random() < 0.2
+    reserve = 0
+    if closing < 0.8:
+        reserve = RESOLVE_COST + CLOSE_COST + (REOPEN_COST + RESOLVE_COST if reopen else 0)
+    for _ in range(40):
+        left = budget - used()
+        if left - reserve < 3:
+            break
+        pick = rng.random()
+        if pick < 0.3:
+            back = len(history) > 1 and rng.random() < 0.4
+            target = history[-2] if back else rng.choice([g for g in groups if g != history[-1]])
+            history.append(target)
+            step(assignment_group=target, assigned_to="")
+            if budget - used() - reserve >= 1:
+                step(assigned_to=fake.user_id(rng.choice(agents)), hours=1)
+        elif pick < 0.55:
+            step(state="3", hold_reason=rng.choice(HOLD_REASONS), hours=6)
+            step(state="2", hours=24)
+        elif pick < 0.7:
+            impact, urgency = rng.choice("123"), rng.choice("123")
+            step(impact=impact, urgency=urgency)
+        else:
+            note()
+    if rng.random() < 0.5:
+        note()
+    left = budget - used()
+    if closing >= 0.8 or left < CANCEL_COST:
+        return  # still open
+    if left < RESOLVE_COST:
+        step(state="8", hours=12)
+        return
+    step(state="6", hours=8)
+    left = budget - used()
+    if reopen and left >= REOPEN_COST + RESOLVE_COST + CLOSE_COST:
+        step(caller_name, state="2", hours=48)
+        step(state="6", hours=8)
+    if budget - used() >= CLOSE_COST:
+        step("system", state="7", hours=72)
