@@ -166,7 +166,9 @@ class ServiceNowSourceConfig(HttpSourceConfig):
     client_secret_env: str | None = None
     client_secret_file: Path | None = None
     page_size: int = Field(default=1000, ge=2, le=10_000)
-    """``sysparm_limit`` of every list request"""
+    """``sysparm_limit`` of the record list requests"""
+    history_page_size: int = Field(default=1000, ge=1, le=10_000)
+    """``sysparm_limit`` of the ``sys_audit``/``sys_journal_field`` requests"""
     overlap_seconds: float = Field(default=120.0, ge=0)
     """each incremental sync re-reads this much before the stored cursor"""
     display_value: Literal["all", "false"] = "all"

@@ -202,6 +202,11 @@ def pace_wait(headers: Mapping[str, str], *, reserve: int, now: float) -> float:
     return min(MAX_PACE_WAIT, max(0.0, reset - now) + PACE_MARGIN)
 
 
+def _wall() -> float:
+    """Unix time, which ``X-RateLimit-Reset`` is written in."""
+    return time.time()
+
+
 def _hints(config: ServiceNowSourceConfig) -> dict[int, str]:
     if config.password_env:
         password = f"environment variable `{config.password_env}` (password_env)"
@@ -238,10 +243,10 @@ class ServiceNowHttp:
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         stats: ConnectorStats | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
-        self.clock = clock
+        self.clock = clock or _wall
         self.client = client
         self.policy = policy or retry_policy(config)
         self.sleep = sleep

@@ -94,7 +94,7 @@ class ServiceNowConnector:
         client: httpx.Client,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self.http = ServiceNowHttp(config, client, sleep=sleep, clock=clock)
@@ -377,7 +377,7 @@ class ServiceNowConnector:
         tables, at the end of the order); None on 403."""
         out: list[dict[str, Any]] = []
         offset = 0
-        limit = self.config.page_size
+        limit = self.config.history_page_size
         while True:
             response = self.http.get(path, build(offset), accept=(403,))
             if response.status_code == 403:
@@ -409,7 +409,7 @@ class ServiceNowConnector:
     def _audit_rows(
         self, table: str, new: list[str], changed: list[str], since: datetime | None
     ) -> list[AuditRow] | None:
-        limit = self.config.page_size
+        limit = self.config.history_page_size
         got = self._per_chunk(
             f"{TABLE_PATH}/sys_audit",
             new,
@@ -440,7 +440,7 @@ class ServiceNowConnector:
     def _journal(
         self, table: str, new: list[str], changed: list[str], since: datetime | None
     ) -> pd.DataFrame:
-        limit = self.config.page_size
+        limit = self.config.history_page_size
         got = self._per_chunk(
             f"{TABLE_PATH}/sys_journal_field",
             new,
