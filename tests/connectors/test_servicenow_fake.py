@@ -630,6 +630,20 @@ def test_generated_histories_are_consistent(busy: FakeServiceNow) -> None:
     assert busy.now.strftime("%Y-%m-%d %H:%M:%S") >= latest
 
 
+def test_save_and_load_keep_the_instance(tmp_path: Path) -> None:
+    fake = FakeServiceNow()
+    fake.generate(10, audit_rows=60)
+    fake.save(tmp_path / "instance.pickle")
+    copy = FakeServiceNow()
+    copy.load(tmp_path / "instance.pickle")
+    for name, table in fake.tables.items():
+        assert copy.tables[name].rows == table.rows, name
+    assert copy.now == fake.now
+    query = {"sysparm_query": "ORDERBYsys_updated_on", "sysparm_display_value": "all"}
+    assert _list(_client(copy), **query).json() == _list(_client(fake), **query).json()
+    assert copy.add_record()["number"] == fake.add_record()["number"]
+
+
 def test_generate_is_deterministic_per_seed() -> None:
     def digest(seed: int) -> list[tuple[str, str, str]]:
         fake = FakeServiceNow()

@@ -2,6 +2,7 @@
 
     python -m tests.fakes.servicenow --port 0 --incidents 100000 --audit-rows 1000000 --seed 1
 
+(``--cache DIR`` keeps the generated instance as a pickle and starts from it next time); it
 prints ``listening http://127.0.0.1:PORT`` once it accepts connections.
 """
 
@@ -11,10 +12,12 @@ import argparse
 import gc
 import sys
 import time
+from pathlib import Path
 
 import uvicorn
 
 from tests.fakes import bind_loopback, uvicorn_config
+from tests.fakes.servicenow.records import SAVE_VERSION
 from tests.fakes.servicenow.server import FakeServiceNow, Recorded
 
 
@@ -37,6 +40,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client-secret", default=None)
     parser.add_argument("--rate-limit", type=int, default=None)
     parser.add_argument("--audit-inserts", action="store_true")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="directory for a pickle of the generated instance (reused by later starts)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     fake = FakeServiceNow(
@@ -48,14 +57,28 @@ def main(argv: list[str] | None = None) -> None:
     )
     fake.audit_inserts = args.audit_inserts
     gc.disable()
-    fake.generate(args.incidents, audit_rows=args.audit_rows, seed=args.seed)
+    cached = None
+    if args.cache is not None:
+        args.cache.mkdir(parents=True, exist_ok=True)
+        cached = args.cache / (
+            f"servicenow-{args.incidents}-{args.audit_rows}-{args.seed}"
+            f"-{int(args.audit_inserts)}-v{SAVE_VERSION}.pickle"
+        )
+    loaded = cached is not None and cached.exists()
+    if cached is not None and loaded:
+        fake.load(cached)
+    else:
+        fake.generate(args.incidents, audit_rows=args.audit_rows, seed=args.seed)
+        if cached is not None:
+            fake.save(cached)
     fake.warm()
     gc.enable()
     gc.freeze()
     fake.requests = _Discard()
     sock = bind_loopback(args.port)
     print(  # noqa: T201
-        f"generated {args.incidents} incidents, {len(fake.tables['sys_audit'].rows)} audit rows"
+        f"{'loaded' if loaded else 'generated'}"
+        f" {args.incidents} incidents, {len(fake.tables['sys_audit'].rows)} audit rows"
         f" in {time.perf_counter() - started:.1f} s",
         file=sys.stderr,
         flush=True,

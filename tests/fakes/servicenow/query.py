@@ -658,6 +658,9 @@ def _pinned(table: Table, compiled: CompiledQuery) -> list[str] | None:
         )
         if pinned is None:
             return None
+        if pinned.condition.field == "sys_id":  # the rows are keyed by it already
+            hits.update(v for v in pinned.literals if v in table.rows)
+            continue
         hashed = table.hashed_index(pinned.condition.field)
         for literal in pinned.literals:
             hits |= hashed.get(literal, set())

@@ -14,9 +14,11 @@ Every changed field except ``sys_*`` writes one ``sys_audit`` row (references as
 
 from __future__ import annotations
 
+import pickle
 import random
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tests.fakes.servicenow.schema import (
@@ -32,6 +34,8 @@ from tests.fakes.servicenow.store import Table
 __all__ = ["FORMAT", "Instance", "business_seconds", "fmt"]
 
 FORMAT = "%Y-%m-%d %H:%M:%S"
+SAVE_VERSION = 1
+"""bump when the stored shape of tables or rows changes (old cache files are then refused)"""
 OPEN_STATES = frozenset({"1", "2", "3"})
 RESOLVED_STATES = frozenset({"6", "7"})
 PRIORITY = {  # (impact, urgency) -> priority, the out-of-box lookup
@@ -47,11 +51,42 @@ PRIORITY = {  # (impact, urgency) -> priority, the out-of-box lookup
 }
 
 
+AUDIT_COLUMNS = (
+    "sys_id",
+    "tablename",
+    "documentkey",
+    "fieldname",
+    "oldvalue",
+    "newvalue",
+    "user",
+    "reason",
+    "record_checkpoint",
+    "internal_checkpoint",
+    "sys_created_on",
+    "sys_created_by",
+)
+"""``sys_audit`` columns in storage order (``_audit`` writes rows in this order)"""
+
+
 def fmt(value: datetime) -> str:
     """A datetime as the Table API stores it: UTC, ``YYYY-MM-DD HH:MM:SS``."""
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: give a time zone")
-    return value.astimezone(UTC).strftime(FORMAT)
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give a time zone")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ")[:19]
+
+
+class _Old:
+    """Read access to a row's current values (before a change is applied)."""
+
+    __slots__ = ("row", "table")
+
+    def __init__(self, table: Table, row: list[str]) -> None:
+        self.table, self.row = table, row
+
+    def __getitem__(self, name: str) -> str:
+        return self.table.value(self.row, name)
 
 
 def _parse(value: str) -> datetime:
@@ -87,6 +122,7 @@ class Instance:
         self.audit_inserts = False
         self.lock = threading.RLock()
         self.tables: dict[str, Table] = {name: Table(s) for name, s in SCHEMAS.items()}
+        assert tuple(self.tables["sys_audit"].columns) == AUDIT_COLUMNS
         self._rng = random.Random(20240301)
         self._numbers: dict[str, int] = {}
         self._checkpoint = 0
@@ -99,6 +135,43 @@ class Instance:
         for element in ("priority", "impact", "urgency"):
             for value, label in DEFAULT_CHOICES[("task", element)]:
                 self.set_choice(element, value, label, table="incident")
+
+    # --- saving -----------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write the data (tables, counters, clock) to a pickle file, e.g. a generated
+        instance a benchmark wants to start from again."""
+        with self.lock:
+            for table in self.tables.values():
+                table.bulk_loaded()
+            state = {
+                "version": SAVE_VERSION,
+                "tables": self.tables,
+                "numbers": self._numbers,
+                "users": self._users,
+                "checkpoint": self._checkpoint,
+                "now": self.now,
+                "rng": self._rng.getstate(),
+            }
+            temporary = path.with_name(path.name + ".tmp")
+            with temporary.open("wb") as out:
+                pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
+            temporary.replace(path)
+
+    def load(self, path: Path) -> None:
+        """Replace the data with what ``save`` wrote (a file this code wrote: pickle)."""
+        with path.open("rb") as source:
+            state = pickle.load(source)
+        if state.get("version") != SAVE_VERSION:
+            raise ValueError(f"{path} was saved by another version of the fake")
+        with self.lock:
+            self.tables = state["tables"]
+            self._numbers = state["numbers"]
+            self._users = state["users"]
+            self._checkpoint = state["checkpoint"]
+            self.now = state["now"]
+            self._rng.setstate(state["rng"])
+            self._labels = None
 
     # --- clock and ids --------------------------------------------------------------------
 
@@ -113,7 +186,8 @@ class Instance:
             return self.advance()
         if at.tzinfo is None:
             raise ValueError(f"naive datetime {at!r}: give a time zone")
-        at = at.astimezone(UTC).replace(microsecond=0)
+        if at.tzinfo is not UTC or at.microsecond:
+            at = at.astimezone(UTC).replace(microsecond=0)
         self.now = max(self.now, at)
         return at
 
@@ -234,8 +308,8 @@ class Instance:
             )
             self._labels = None
 
-    def choice_label(self, table: str, element: str, value: str) -> str | None:
-        """The English label of a choice value (the parent table's when the table has none)."""
+    def choice_labels(self) -> dict[tuple[str, str, str], str]:
+        """``(table, element, value) -> label`` of the English choices (cached)."""
         labels = self._labels
         if labels is None:
             choices = self.tables["sys_choice"]
@@ -246,6 +320,11 @@ class Instance:
                 if get["language"](r) == "en"
             }
             self._labels = labels
+        return labels
+
+    def choice_label(self, table: str, element: str, value: str) -> str | None:
+        """The English label of a choice value (the parent table's when the table has none)."""
+        labels = self.choice_labels()
         found = labels.get((table, element, value))
         if found is None and table in self.tables:
             parent = self.tables[table].schema.choice_parent
@@ -383,13 +462,17 @@ class Instance:
                 raise KeyError(f"no {table} record {sys_id}")
             self._check(fields, store)
             row = store.rows[sys_id]
-            old = store.as_dict(row)
+            old = _Old(store, row)
             when = self._at(at)
             stamp = fmt(when)
             changes = dict(fields)
             if store.schema.prefix is not None:
                 changes = self._rules(store, old, fields, when, actor)
-            changed = {k: v for k, v in changes.items() if old.get(k, "") != v}
+            columns = store.columns
+            if len(row) < len(columns):
+                row.extend([""] * (len(columns) - len(row)))
+            previous = {k: row[columns[k]] for k in changes}
+            changed = {k: v for k, v in changes.items() if previous[k] != v}
             if not changed:
                 return
             mod_count = int(old["sys_mod_count"] or 0) + 1
@@ -409,7 +492,7 @@ class Instance:
                         table,
                         sys_id,
                         name,
-                        old.get(name, ""),
+                        previous[name],
                         value,
                         actor,
                         stamp,
@@ -418,7 +501,7 @@ class Instance:
                     )
 
     def _rules(
-        self, store: Table, old: dict[str, str], fields: dict[str, str], when: datetime, actor: str
+        self, store: Table, old: _Old, fields: dict[str, str], when: datetime, actor: str
     ) -> dict[str, str]:
         out = dict(fields)
         stamp = fmt(when)
@@ -487,21 +570,22 @@ class Instance:
         checkpoint: int,
     ) -> None:
         self._checkpoint += 1
-        self.tables["sys_audit"].insert(
-            {
-                "sys_id": self.new_sys_id(),
-                "tablename": table,
-                "documentkey": sys_id,
-                "fieldname": name,
-                "oldvalue": old,
-                "newvalue": new,
-                "user": actor,
-                "reason": "",
-                "record_checkpoint": str(checkpoint),
-                "internal_checkpoint": f"{millis:x}{self._checkpoint:07x}",
-                "sys_created_on": stamp,
-                "sys_created_by": actor,
-            }
+        # AUDIT_COLUMNS order
+        self.tables["sys_audit"].insert_row(
+            [
+                self.new_sys_id(),
+                table,
+                sys_id,
+                name,
+                old,
+                new,
+                actor,
+                "",
+                str(checkpoint),
+                f"{millis:x}{self._checkpoint:07x}",
+                stamp,
+                actor,
+            ]
         )
 
     def add_journal(

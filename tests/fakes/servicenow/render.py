@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from tests.fakes.servicenow.schema import BOOLEAN, DATETIME, DURATION, REFERENCE
@@ -18,14 +18,16 @@ ChoiceLookup = Callable[[str, str, str], str | None]
 ReferenceLookup = Callable[[str, str], str]
 
 
-def display_datetime(value: str, zone: tzinfo) -> str:
-    """A stored UTC datetime in the user's zone, default format ``yyyy-MM-dd HH:mm:ss``."""
-    if not value:
-        return ""
-    from datetime import UTC
+STORED = "%Y-%m-%d %H:%M:%S"
 
-    stamp = datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-    return stamp.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+def display_datetime(value: str, zone: tzinfo | None, form: str = STORED) -> str:
+    """A stored UTC datetime in the user's zone (None: UTC) and date format (the default
+    ``yyyy-MM-dd HH:mm:ss`` is ``%Y-%m-%d %H:%M:%S``)."""
+    if not value or (zone is None and form == STORED):
+        return value
+    stamp = datetime.strptime(value, STORED).replace(tzinfo=UTC)
+    return (stamp if zone is None else stamp.astimezone(zone)).strftime(form)
 
 
 def display_duration(value: str) -> str:
@@ -53,7 +55,8 @@ def writers(
     mode: str,
     links: bool,
     base: str,
-    zone: tzinfo,
+    zone: tzinfo | None,
+    form: str,
     resolve: Callable[[Table, str], tuple[Callable[[list[str]], str], str, str | None] | None],
     choice: ChoiceLookup,
     reference: ReferenceLookup,
@@ -85,6 +88,7 @@ def writers(
                     links=links,
                     base=base,
                     zone=zone,
+                    form=form,
                     choice=choice,
                     reference=reference,
                 ),
@@ -113,7 +117,8 @@ def _writer(
     mode: str,
     links: bool,
     base: str,
-    zone: tzinfo,
+    zone: tzinfo | None,
+    form: str,
     choice: ChoiceLookup,
     reference: ReferenceLookup,
 ) -> FieldWriter:
@@ -123,7 +128,7 @@ def _writer(
         if kind == REFERENCE and target is not None:
             return reference(target, value)
         if kind == DATETIME:
-            return display_datetime(value, zone)
+            return display_datetime(value, zone, form)
         if kind == DURATION:
             return display_duration(value)
         if kind == BOOLEAN:

@@ -131,6 +131,10 @@ class FakeServiceNow(Instance):
         self.refresh_token_lifetime: float = 100 * 86_400
         self.user_timezone = "UTC"
         """the integration user's zone: display values and query date literals use it"""
+        self.user_date_format = "%Y-%m-%d %H:%M:%S"
+        """the integration user's date-time format for display values (strftime)"""
+        self.max_url_length: int | None = None
+        """longer request URLs get 414 (a proxy or the instance's header limit); None: no limit"""
         self.invalid_query_returns_no_rows = False
         """``glide.invalid_query.returns_no_rows``: unknown fields give no rows, not all"""
         self.hidden: set[str] = set()
@@ -158,7 +162,8 @@ class FakeServiceNow(Instance):
                 for name in table.schema.ordered:
                     table.ordered_index(name)
                 for name in table.schema.hashed:
-                    table.hashed_index(name)
+                    if name != "sys_id":
+                        table.hashed_index(name)
 
     # --- knobs ----------------------------------------------------------------------------
 
@@ -271,6 +276,12 @@ class FakeServiceNow(Instance):
         return response
 
     def _answer(self, request: httpx.Request, path: str, params: dict[str, str]) -> httpx.Response:
+        if self.max_url_length is not None and len(str(request.url)) > self.max_url_length:
+            return httpx.Response(
+                414,
+                content=b"<html><body><h1>414 Request-URI Too Large</h1></body></html>",
+                headers={"Content-Type": "text/html"},
+            )
         if path == "/oauth_token.do":
             return self._oauth(request)
         if not self._authenticated(request):
@@ -434,7 +445,8 @@ class FakeServiceNow(Instance):
             mode=options.display,
             links=not options.exclude_links,
             base=base,
-            zone=ZoneInfo(self.user_timezone),
+            zone=self._zone(),
+            form=self.user_date_format,
             resolve=self._resolve,
             choice=self.choice_label,
             reference=self._reference_display,
@@ -454,13 +466,31 @@ class FakeServiceNow(Instance):
             200, content=body, headers={"Content-Type": "application/json;charset=UTF-8"}
         )
 
+    def _zone(self) -> ZoneInfo | None:
+        return (
+            None
+            if self.user_timezone in ("UTC", "GMT", "Etc/UTC")
+            else ZoneInfo(self.user_timezone)
+        )
+
+    def _filter_value(self, table: Table, name: str, value: str) -> str:
+        """A name=value filter's value: a choice label stands for its value (``state=Closed``)."""
+        if self.choice_label(table.name, name, value) is not None:
+            return value
+        owners = (table.name, table.schema.choice_parent)
+        for (owner, element, raw), label in self.choice_labels().items():
+            if element == name and owner in owners and label.casefold() == value.casefold():
+                return raw
+        return value
+
     def compile(self, table: Table, query: str, filters: dict[str, str]) -> CompiledQuery:
-        """A parsed and typed query (``filters``: name=value parameters, AND-ed to each group)."""
+        """A parsed and typed query (``filters``: name=value parameters, AND-ed to each group;
+        a choice field's label may stand for its value, as on the real API)."""
         parsed = parse_query(query)
-        extra = [[Condition(k, "=", v)] for k, v in filters.items()]
+        extra = [[Condition(k, "=", self._filter_value(table, k, v))] for k, v in filters.items()]
         if extra:
             parsed.groups = [g + extra for g in parsed.groups] or [extra]
-        zone = None if self.user_timezone in ("UTC", "GMT") else ZoneInfo(self.user_timezone)
+        zone = self._zone()
         return compile_query(parsed, table, self._query_resolve, zone=zone)
 
     def _list(

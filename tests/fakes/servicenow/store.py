@@ -70,6 +70,13 @@ class Table:
             self._index_add(sys_id, row)
         return row
 
+    def insert_row(self, row: list[str]) -> None:
+        """Store a new row given in column order (bulk writers)."""
+        sys_id = row[self.columns["sys_id"]]
+        self.rows[sys_id] = row
+        if self._ordered or self._hashed:
+            self._index_add(sys_id, row)
+
     def update(self, sys_id: str, changes: dict[str, str]) -> list[str]:
         """Change a row in place; indexes on changed fields follow."""
         row = self.rows[sys_id]
