@@ -14,21 +14,39 @@ and last week of a window can be partial, and ``days`` says how many of their da
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from analytics.errors import InvalidInputError
 from analytics.facts import DONE_CODE, Facts, ticket_facts
-from analytics.frames import FIELD_STATE, NAT, OPEN_STATES, STATES, timestamp_ns
+from analytics.frames import (
+    FIELD_STATE,
+    NAT,
+    OPEN_STATES,
+    SOURCE,
+    STATES,
+    TICKET_ID,
+    timestamp_ns,
+)
 from analytics.log import TicketLog
 from analytics.result import Result, Window
 from analytics.settings import FlowSettings
 from analytics.stats import Days, distinct_count, local_days
 
-__all__ = ["arrivals_departures", "cumulative_flow", "resolve_window", "throughput", "wip_per_day"]
+__all__ = [
+    "MILESTONE_COLUMNS",
+    "MILESTONE_KINDS",
+    "arrivals_departures",
+    "cumulative_flow",
+    "milestones",
+    "resolve_window",
+    "throughput",
+    "wip_per_day",
+]
 
 I64 = npt.NDArray[np.int64]
 
@@ -288,3 +306,232 @@ def wip_per_day(
         window=win,
         definition="docs/metrics.md#wip-per-day",
     )
+
+
+# milestones of a day
+
+MILESTONE_KINDS = (
+    "throughput_record",
+    "backlog_down",
+    "oldest_resolved",
+    "no_stale_calls",
+    "sla_breached",
+    "dead",
+)
+"""in the order a report lists them"""
+KIND = "kind"
+TEXT = "text"
+VALUE = "value"
+AT = "at"
+MILESTONE_COLUMNS = (KIND, TEXT, VALUE, "source", "ticket_id", AT)
+
+
+def _day_window(day: date, timezone: str) -> Window:
+    start = pd.Timestamp(day).tz_localize(timezone)
+    end = pd.Timestamp(day + timedelta(days=1)).tz_localize(timezone)
+    return Window(start=start, end=end)
+
+
+def _open_at(log: TicketLog, instant: int) -> I64:
+    """Ticket rows whose state at ``instant`` is an open one (tickets without any state
+    history are not counted)."""
+    iv = log.intervals(FIELD_STATE)
+    covers = (iv.start <= instant) & ((iv.end == NAT) | (iv.end > instant)) & (iv.code >= 0)
+    is_open = covers & ~DONE_CODE[np.maximum(iv.code, 0)]
+    return np.unique(iv.ticket[is_open]).astype(np.int64)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def milestones(
+    log: TicketLog,
+    *,
+    day: date,
+    now: datetime | pd.Timestamp,
+    settings: FlowSettings | None = None,
+    stale: pd.DataFrame | None = None,
+    blockers: pd.DataFrame | None = None,
+    dead_after: timedelta = timedelta(days=45),
+    record_days: int = 90,
+    streak_days: int = 3,
+) -> Result[FlowSettings]:
+    """What stood out on ``day`` (a local day of ``settings.timezone``), one row per milestone.
+
+    From the history, for any day up to today:
+
+    - ``throughput_record``: more tickets finished on the day than on any of the
+      ``record_days - 1`` days before it (only when the log's history covers those days, and
+      at least one finished); ``value`` is the count.
+    - ``backlog_down``: the open tickets at the end of the day (at ``now`` for today) went down
+      ``streak_days`` or more days in a row, ending on the day; ``value`` is the streak length.
+    - ``oldest_resolved``: the oldest ticket that was open when the day began was finished
+      during the day (its final stop); ``value`` is its age in days when it stopped.
+
+    From the state at ``now``, only for the day that contains ``now``:
+
+    - ``no_stale_calls``: ``stale`` (the ``stale_calls`` frame as of ``now``) is empty while
+      tickets are open; ``value`` is the number of open tickets.
+    - ``sla_breached``: per ticket, its SLA target passed during the day (``blockers``: the
+      ``flow_blockers`` frame as of ``now``, rows ``sla_breached`` whose ``since`` is in the
+      day); ``value`` is hours past the target at ``now``.
+    - ``dead``: per ticket, the ``dead?`` line was crossed during the day (``stale`` rows with
+      ``dead`` whose ``last_activity_at + dead_after`` is in the day); ``value`` is days since
+      the last real activity.
+
+    Columns: ``kind``, ``text``, ``value``, ``source`` and ``ticket_id`` (per-ticket rows),
+    ``at`` (when it happened, if known). ``n`` is the number of milestones.
+    """
+    settings = settings or FlowSettings()
+    now_ns = timestamp_ns(now)
+    now_at = pd.Timestamp(now_ns, tz="UTC")
+    win = _day_window(day, settings.timezone)
+    if win.start_ns > now_ns:
+        raise InvalidInputError(f"day {day} has not begun at {pd.Timestamp(now_ns, tz='UTC')}")
+    rows: list[dict[str, object]] = []
+    facts = ticket_facts(log, now=now_ns, settings=settings)
+
+    # throughput record over the trailing days, the day itself last
+    first_day = day - timedelta(days=record_days - 1)
+    history = _day_window(first_day, settings.timezone)
+    span = Window(start=history.start, end=win.end)
+    created = facts.created[facts.exists & (facts.created != NAT)]
+    if len(created) and int(created.min()) <= history.start_ns:
+        per_day = throughput(log, now=now_at, settings=settings, window=span).frame
+        counts = per_day[THROUGHPUT].to_numpy()
+        today, before = int(counts[-1]), counts[:-1]
+        if today > 0 and len(before) and today > int(before.max()):
+            best = int(np.argmax(before))  # the first day with the previous best
+            previous = pd.Timestamp(per_day[DATE].iloc[best]).date()
+            rows.append(
+                {
+                    KIND: "throughput_record",
+                    TEXT: f"{_plural(today, 'ticket')} finished: the most in {record_days} "
+                    f"days (previous best {int(before[best]):,} on {previous:%Y-%m-%d})",
+                    VALUE: float(today),
+                }
+            )
+
+    # backlog going down day after day
+    recent = Window(
+        start=_day_window(day - timedelta(days=60), settings.timezone).start, end=win.end
+    )
+    wip = wip_per_day(log, now=now_at, settings=settings, window=recent).frame[WIP].to_numpy()
+    streak = 0
+    while streak + 1 < len(wip) and wip[-1 - streak] < wip[-2 - streak]:
+        streak += 1
+    if streak >= streak_days:
+        rows.append(
+            {
+                KIND: "backlog_down",
+                TEXT: f"backlog down {streak} days in a row: "
+                f"{int(wip[-1 - streak]):,} → {int(wip[-1]):,} open",
+                VALUE: float(streak),
+            }
+        )
+
+    # the oldest open ticket of the morning was finished during the day
+    open_rows = _open_at(log, win.start_ns)
+    if len(open_rows):
+        oldest = open_rows[np.argmin(facts.created[open_rows])]
+        stop = int(facts.final_stop[oldest])
+        if stop != NAT and win.start_ns <= stop < win.end_ns:
+            days = (stop - int(facts.created[oldest])) / 86_400e9
+            keys = log.keys_frame(np.array([oldest], dtype=np.int64)).iloc[0]
+            rows.append(
+                {
+                    KIND: "oldest_resolved",
+                    TEXT: f"the oldest open ticket was finished after {days:.1f} days",
+                    VALUE: round(days, 2),
+                    SOURCE: keys[SOURCE],
+                    TICKET_ID: keys[TICKET_ID],
+                    AT: pd.Timestamp(stop, tz="UTC"),
+                }
+            )
+
+    if win.start_ns <= now_ns < win.end_ns:
+        rows += _current_milestones(facts, win, now_ns, stale, blockers, dead_after)
+
+    frame = pd.DataFrame(rows, columns=list(MILESTONE_COLUMNS))
+    frame[VALUE] = frame[VALUE].astype("float64")
+    frame[AT] = pd.to_datetime(frame[AT], utc=True)
+    order = {kind: i for i, kind in enumerate(MILESTONE_KINDS)}
+    frame = frame.sort_values(
+        [KIND, AT, TICKET_ID], key=lambda c: c.map(order) if c.name == KIND else c, kind="stable"
+    ).reset_index(drop=True)
+    return Result(
+        name="milestones",
+        frame=frame,
+        n=len(frame),
+        n_of="milestones of the day",
+        now=pd.Timestamp(now_ns, tz="UTC"),
+        settings=settings,
+        window=win,
+        definition="docs/metrics.md#milestones",
+        notes=(
+            f"record over {record_days} days; backlog streaks from {streak_days} days",
+            "SLA, dead? and stale milestones only for the day that contains now",
+        ),
+    )
+
+
+def _current_milestones(
+    facts: Facts,
+    win: Window,
+    now_ns: int,
+    stale: pd.DataFrame | None,
+    blockers: pd.DataFrame | None,
+    dead_after: timedelta,
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    open_now = int(facts.is_open.sum())
+    if stale is not None and stale.empty and open_now:
+        rows.append(
+            {
+                KIND: "no_stale_calls",
+                TEXT: f"no stale calls among {_plural(open_now, 'open ticket')}",
+                VALUE: float(open_now),
+            }
+        )
+    start, end = pd.Timestamp(win.start_ns, tz="UTC"), pd.Timestamp(win.end_ns, tz="UTC")
+    now = pd.Timestamp(now_ns, tz="UTC")
+    if blockers is not None and len(blockers):
+        since = pd.to_datetime(blockers["since"], utc=True)
+        hit = blockers[
+            (blockers["blocker"].astype(object) == "sla_breached")
+            & (since >= start)
+            & (since < end)
+        ].drop_duplicates([SOURCE, TICKET_ID])
+        for row, at in zip(hit.to_dict("records"), since[hit.index], strict=True):
+            hours = (now - at).total_seconds() / 3600
+            rows.append(
+                {
+                    KIND: "sla_breached",
+                    TEXT: f"passed its SLA target at {at:%H:%M} UTC",
+                    VALUE: round(hours, 2),
+                    SOURCE: row[SOURCE],
+                    TICKET_ID: row[TICKET_ID],
+                    AT: at,
+                }
+            )
+    if stale is not None and len(stale):
+        last = pd.to_datetime(stale["last_activity_at"], utc=True)
+        crossed = last + dead_after
+        dead = stale["dead"].fillna(False).astype(bool)
+        gone = stale[dead & (crossed >= start) & (crossed < end)]
+        for row, at, quiet_since in zip(
+            gone.to_dict("records"), crossed[gone.index], last[gone.index], strict=True
+        ):
+            days = (now - quiet_since).total_seconds() / 86400
+            rows.append(
+                {
+                    KIND: "dead",
+                    TEXT: f"no real activity for {dead_after.days} days: now counts as dead?",
+                    VALUE: round(days, 2),
+                    SOURCE: row[SOURCE],
+                    TICKET_ID: row[TICKET_ID],
+                    AT: at,
+                }
+            )
+    return rows

@@ -32,6 +32,7 @@ __all__ = [
     "HandoverPage",
     "HandoverRead",
     "Health",
+    "Milestone",
     "Page",
     "ReportTicket",
     "SourceRead",
@@ -340,12 +341,40 @@ class ReportTicket(_TicketRef):
     reason: str | None = Field(default=None, description="why it is stale or blocked")
 
 
+class Milestone(_Model):
+    kind: Literal[
+        "throughput_record",
+        "backlog_down",
+        "oldest_resolved",
+        "no_stale_calls",
+        "sla_breached",
+        "dead",
+    ] = Field(description="see docs/metrics.md#milestones")
+    text: str = Field(description="what happened, in words")
+    value: float = Field(
+        description="the number behind it: tickets finished, days in a row, age in days, "
+        "open tickets, hours past the SLA target, or days without real activity"
+    )
+    at: datetime | None = Field(default=None, description="when it happened, if known")
+    source: str | None = None
+    ticket_id: str | None = None
+    number: str | None = None
+    title: str | None = None
+    url: str | None = Field(default=None, description="the ticket in its own tool")
+
+
 class DailyReport(_Model):
     date: date
     team: str | None
     as_of: datetime
+    milestones: list[Milestone] = Field(
+        description="what stood out on the day: records, streaks, the oldest ticket finished; "
+        "for today also SLA targets passed, tickets turned dead?, or no stale calls"
+    )
     arrived: list[ReportTicket]
     resolved: list[ReportTicket]
     stale: list[ReportTicket]
     blocked: list[ReportTicket]
-    counts: dict[str, int] = Field(description="open, arrived, resolved, stale, blocked")
+    counts: dict[str, int] = Field(
+        description="open, arrived, resolved, stale, blocked, milestones"
+    )

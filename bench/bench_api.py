@@ -26,10 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 import numpy as np
@@ -41,6 +42,7 @@ from connectors.base import EVENT_COLUMNS, TICKET_COLUMNS, derived_event_keys
 REPO = Path(__file__).resolve().parents[1]
 ENDPOINTS = ("/api/v1/stale", "/charts/aging.json")
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+T = TypeVar("T")
 STATES_OPEN = ("new", "in_progress", "waiting_customer", "waiting_supplier", "waiting_other")
 
 
@@ -182,47 +184,90 @@ class Figures:
     cold_ms: float
 
 
-class _Connection:
-    """A minimal HTTP/1.1 keep-alive client for loopback load: sends a GET, reads the status
-    line, headers and a ``Content-Length`` body, without decompressing or parsing it.
+class _ClientProtocol(asyncio.Protocol):
+    """A minimal HTTP/1.1 keep-alive client for loopback load: sends a GET, parses the status
+    line and ``Content-Length`` and counts the body bytes, without decompressing or parsing.
 
     httpx spends about a millisecond of CPU per request (and decompresses every gzipped
-    figure); on a 2-core machine that shares its cores with the server it measured the load
-    generator more than the server. A browser decompresses on its own machine.
+    figure), and even asyncio streams cost noticeable CPU per answer; on a 2-core machine that
+    shares its cores with the server, the load generator must cost as little as possible or
+    it measures itself. A browser decompresses on its own machine.
     """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, int]] | None = None
+        self.status = 0
+        self.length = -1
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio.Transport
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.length < 0:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+            self.status = int(lines[0].split(" ", 2)[1])
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                name = name.strip().lower()
+                if name == "content-length":
+                    length = int(value.strip())
+                elif name == "transfer-encoding":
+                    self._fail(RuntimeError("chunked answers are not supported"))
+                    return
+            del self.buffer[: end + 4]
+            self.length = length
+        if len(self.buffer) >= self.length:
+            size = self.length
+            del self.buffer[:size]
+            self.length = -1
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result((self.status, size))
+
+    def _fail(self, error: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._fail(ConnectionError("connection closed"))
+
+
+class _Connection:
+    """One keep-alive connection of the load generator."""
 
     def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
         self.host, self.port = host, port
         self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.protocol: _ClientProtocol | None = None
 
     async def get(self, path: str) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
+        loop = asyncio.get_running_loop()
+        if self.protocol is None or self.protocol.lost:
+            _, self.protocol = await loop.create_connection(_ClientProtocol, self.host, self.port)
+        protocol = self.protocol
+        assert protocol.transport is not None
+        protocol.waiter = loop.create_future()
         request = (
             f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Accept-Encoding: gzip\r\n{self.extra}\r\n"
         )
-        self.writer.write(request.encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        length = 0
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value.strip())
-            elif name.strip().lower() == "transfer-encoding":
-                raise RuntimeError("chunked answers are not supported by the load client")
-        await self.reader.readexactly(length)
+        protocol.transport.write(request.encode())
+        status, _size = await protocol.waiter
         return status
 
     async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.close()
+        self.protocol = None
 
 
 async def _load(
@@ -241,7 +286,7 @@ async def _load(
                 t0 = time.perf_counter()
                 try:
                     ok = await asyncio.wait_for(conn.get(path), timeout=30) == 200
-                except (OSError, asyncio.IncompleteReadError, TimeoutError, RuntimeError):
+                except (OSError, TimeoutError, RuntimeError):
                     ok = False
                     await conn.close()
                 if ok:
@@ -255,6 +300,18 @@ async def _load(
     await asyncio.gather(*(worker() for _ in range(connections)))
     elapsed = time.perf_counter() - started
     return latencies, errors, elapsed
+
+
+def _run(job: Coroutine[Any, Any, T], *, loop: str) -> T:
+    """Run the load generator on uvloop when installed (less CPU per request), else asyncio."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            uvloop = None  # type: ignore[assignment]
+        if uvloop is not None:
+            return uvloop.run(job)
+    return asyncio.run(job)
 
 
 def _pct(sorted_ms: list[float], p: float) -> float:
@@ -329,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loop", default="auto", help="uvicorn --loop: auto (uvloop when installed) or asyncio"
     )
+    parser.add_argument(
+        "--client-loop",
+        default="auto",
+        help="the load generator's event loop: auto (uvloop when installed) or asyncio",
+    )
     parser.add_argument("--endpoint", action="append", help=f"default: {', '.join(ENDPOINTS)}")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -351,8 +413,9 @@ def main(argv: list[str] | None = None) -> int:
                 if cold.status_code != 200:
                     print(f"{path}: {cold.status_code} {cold.text[:200]}", file=sys.stderr)
                     return 1
-                lat, errors, elapsed = asyncio.run(
-                    _load(base, path, headers, args.connections, args.seconds, args.max_requests)
+                lat, errors, elapsed = _run(
+                    _load(base, path, headers, args.connections, args.seconds, args.max_requests),
+                    loop=args.client_loop,
                 )
                 ms = sorted(x * 1000 for x in lat)
                 results.append(

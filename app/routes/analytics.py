@@ -30,8 +30,9 @@ from analytics import (
     time_in_state,
 )
 from analytics.aging import aging_wip
-from analytics.daily import throughput
-from app.cache import AnalyticsCache
+from analytics.daily import milestones, throughput
+from analytics.settings import StaleSettings
+from app.cache import AnalyticsCache, Snapshot
 from app.deps import (
     CacheDep,
     Filters,
@@ -48,6 +49,7 @@ from app.routes._analyses import (
     Compute,
     analysis_result,
     cached_answer,
+    filtered_frames,
     register,
     shared_log,
 )
@@ -69,6 +71,7 @@ from app.schemas import (
     FlowSummary,
     HandoverPage,
     HandoverRead,
+    Milestone,
     ReportTicket,
     StalePage,
     StaleRead,
@@ -520,10 +523,45 @@ def _report_rows(frame: pd.DataFrame, at: str, reason: str | None = None) -> lis
     return [ReportTicket.model_validate(r) for r in frame_records(shown, columns)]
 
 
+def report_milestones(
+    cache: AnalyticsCache, settings: Settings, filters: Filters, day: date
+) -> list[Milestone]:
+    """The milestones of ``day`` for the tickets that pass ``filters``, computed once per
+    generation, filter set and day (``analytics.daily.milestones``)."""
+
+    def compute(_snapshot: Snapshot, now: datetime) -> list[Milestone]:
+        if pd.Timestamp(day, tz="UTC") > pd.Timestamp(now):
+            return []  # the day has not begun at the instant the figures are computed for
+        tickets, events = filtered_frames(cache, filters).value
+        stale = analysis_result(cache, settings, "stale", filters).value
+        blockers = analysis_result(cache, settings, "blockers", filters).value
+        found = milestones(
+            shared_log(tickets, events),
+            day=day,
+            now=now,
+            stale=stale,
+            blockers=blockers,
+            dead_after=StaleSettings().dead_after,
+        ).frame
+        frame = found.merge(
+            tickets[["source", "external_id", "number", "title", "url"]].rename(
+                columns={"external_id": "ticket_id"}
+            ),
+            on=["source", "ticket_id"],
+            how="left",
+        )
+        columns = tuple(Milestone.model_fields)
+        return [Milestone.model_validate(r) for r in frame_records(frame, columns)]
+
+    marks: list[Milestone] = cache.get(("milestones", filters.key(), day), compute).value
+    return marks
+
+
 def daily_report(
     cache: AnalyticsCache, settings: Settings, filters: Filters, day: date
 ) -> DailyReport:
-    """What came in and what was resolved on ``day`` (UTC), and what is stale or blocked now."""
+    """What came in and what was resolved on ``day`` (UTC), what is stale or blocked now, and
+    the day's milestones."""
     snapshot = cache.snapshot()
     stale = analysis_result(cache, settings, "stale", filters)
     blockers = analysis_result(cache, settings, "blockers", filters).value
@@ -538,10 +576,12 @@ def daily_report(
     # one row per blocked ticket: its most pressing blocker (the analysis sorts by kind)
     blocked = blockers.drop_duplicates(["source", "ticket_id"])
     open_count = int(tickets["state"].isin(OPEN_STATES).sum() if "state" in tickets.columns else 0)
+    marks = report_milestones(cache, settings, filters, day)
     return DailyReport(
         date=day,
         team=filters.team[0] if len(filters.team) == 1 else None,
         as_of=stale.as_of,
+        milestones=marks,
         arrived=_report_rows(arrived.sort_values("created_at"), "created_at"),
         resolved=_report_rows(resolved.sort_values("resolved"), "resolved"),
         stale=_report_rows(stale.value, "last_activity_at", "reason"),
@@ -552,6 +592,7 @@ def daily_report(
             "resolved": len(resolved),
             "stale": len(stale.value),
             "blocked": len(blocked),
+            "milestones": len(marks),
         },
     )
 

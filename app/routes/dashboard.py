@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from app.charts import PLOTLY_VERSION, page_environment
+from app.charts import PLOTLY_VERSION, page_environment, safe_url
 from app.deps import BearerHeader, CacheDep, Filters, KeyHeader, SettingsDep, chart_access
 from app.routes._analyses import ANALYSES, analysis_result
+from app.routes.analytics import report_milestones
 from app.routes.charts import TokenParam, _version, available_charts, chart_figure
 from app.security import DASHBOARD, page_csp
 
@@ -118,6 +120,11 @@ def dashboard(
                 url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
             )
         tables.append(rendered)
+    today = datetime.now(UTC).date()
+    marks = [
+        {"text": m.text, "number": m.number, "link": safe_url(m.url)}
+        for m in report_milestones(cache, settings, filters, today)
+    ]
     page = (
         page_environment()
         .get_template("dashboard.html")
@@ -127,6 +134,7 @@ def dashboard(
             token=token,
             charts=charts,
             tables=tables,
+            milestones=marks,
             as_of=snapshot.loaded_at.isoformat(timespec="seconds"),
             base=request.scope.get("root_path", ""),
             version=_version(),

@@ -5,18 +5,28 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from app.warehouse import make_engine
+from app.warehouse import insert_events, make_engine, upsert_tickets
+from connectors.base import (
+    EventField,
+    EventOrigin,
+    EventRecord,
+    LifecycleState,
+    events_frame,
+    tickets_frame,
+)
 from tests.app.test_api_support import (
     ADMIN,
     BOTH,
     READ,
     XSS_TITLE,
+    _ticket,
     client_for,
     key_env,
     settings_for,
@@ -429,6 +439,7 @@ def test_daily_report(client: TestClient) -> None:
     assert body["team"] == "Network"
     assert set(body) >= {"date", "arrived", "resolved", "stale", "blocked", "counts", "as_of"}
     assert body["counts"]["stale"] == len(body["stale"]) > 0
+    assert body["counts"]["milestones"] == len(body["milestones"])
     assert all(t["team"] == "Network" for t in body["stale"] + body["blocked"])
     assert all(t["reason"] and t["number"] for t in body["stale"])
     stale = client.get("/api/v1/stale?team=Network", headers=READ).json()["total"]
@@ -441,3 +452,77 @@ def test_daily_report(client: TestClient) -> None:
     assert any(t["ticket_id"] == tickets[0]["external_id"] for t in past["resolved"])
     assert client.get("/api/v1/report/daily?date=2999-01-01", headers=READ).status_code == 422
     assert client.get("/api/v1/report/daily?date=nonsense", headers=READ).status_code == 422
+
+
+def test_daily_report_milestones_of_today(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key_env(monkeypatch)
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    done_at = midnight + (now - midnight) / 2
+    created = midnight - timedelta(days=10)
+    # A: open for ten days, the oldest open ticket this morning, finished today;
+    # B: came in today and was taken up at once (not stale)
+    oldest = _ticket(
+        1,
+        number="INC0042",
+        state=LifecycleState.RESOLVED,
+        created_at=created,
+        updated_at=done_at,
+        resolved_at=done_at,
+        priority=5,
+    )
+    fresh = _ticket(2, created_at=done_at, updated_at=done_at, priority=5)
+
+    def ev(ticket: str, at: datetime, old: str | None, new: str) -> EventRecord:
+        return EventRecord(
+            source="desk",
+            ticket_id=ticket,
+            occurred_at=at,
+            field=EventField.STATE,
+            old_value=old,
+            new_value=new,
+            origin=EventOrigin.HISTORY,
+            actor="ann",
+        )
+
+    events = [
+        ev("T1", created, None, "new"),
+        ev("T1", created + timedelta(hours=1), "new", "in_progress"),
+        ev("T1", done_at, "in_progress", "resolved"),
+        ev("T2", done_at, None, "new"),
+        ev("T2", done_at, "new", "in_progress"),
+    ]
+    url = f"sqlite:///{tmp_path / 'milestones.db'}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        upsert_tickets(conn, tickets_frame([oldest, fresh]), now=now)
+        insert_events(conn, events_frame(events), now=now)
+    with client_for(settings_for(url), engine) as client:
+        body = client.get("/api/v1/report/daily", headers=READ).json()
+    engine.dispose()
+    days = (done_at - created).total_seconds() / 86400
+    assert body["milestones"] == [
+        {
+            "kind": "oldest_resolved",
+            "text": f"the oldest open ticket was finished after {days:.1f} days",
+            "value": round(days, 2),
+            "at": done_at.isoformat().replace("+00:00", "Z"),
+            "source": "desk",
+            "ticket_id": "T1",
+            "number": "INC0042",
+            "title": "Printer 1 jammed",
+            "url": "https://desk.example.org/ticket/T1",
+        },
+        {
+            "kind": "no_stale_calls",
+            "text": "no stale calls among 1 open ticket",
+            "value": 1.0,
+            "at": None,
+            "source": None,
+            "ticket_id": None,
+            "number": None,
+            "title": None,
+            "url": None,
+        },
+    ]
+    assert body["counts"]["milestones"] == 2

@@ -301,6 +301,7 @@ def test_dashboard_lists_stale_and_blocked_tickets(client: TestClient) -> None:
     ).json()["token"]
     page = client.get(f"/?team=Network&token={token}").text
     assert "Stale calls" in page and "Blocked" in page
+    assert "<h2>Milestones today</h2>" in page
     assert 'href="https://desk.example.org/ticket/' in page
     for name in ("stale", "cfd", "cycle-time", "time-in-status", "handover"):
         assert f'id="figure-{name}"' in page
