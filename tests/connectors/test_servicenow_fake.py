@@ -279,9 +279,25 @@ def test_hidden_rows_count_but_leave_short_pages(fake: FakeServiceNow) -> None:
     assert [r["sys_id"] for r in response.json()["result"]] == ids[3:5]
 
 
-def test_name_value_pairs_filter(fake: FakeServiceNow) -> None:
-    response = _list(_client(fake), state="2", active="true")
-    assert response.headers["X-Total-Count"] == "5"
+def test_name_value_pairs_filter_by_value_or_choice_label(fake: FakeServiceNow) -> None:
+    client = _client(fake)
+    assert _list(client, state="2", active="true").headers["X-Total-Count"] == "5"
+    assert _list(client, state="In Progress").headers["X-Total-Count"] == "5"
+    assert _list(client, state="new").headers["X-Total-Count"] == "20"
+
+
+def test_user_date_format_and_long_urls(fake: FakeServiceNow) -> None:
+    client = _client(fake)
+    fake.user_date_format = "%d-%m-%Y %H:%M:%S"
+    row = _list(client, sysparm_fields="opened_at", sysparm_display_value="all").json()["result"][0]
+    value = row["opened_at"]["value"]
+    assert (
+        row["opened_at"]["display_value"] == f"{value[8:10]}-{value[5:7]}-{value[:4]}{value[10:]}"
+    )
+    fake.max_url_length = 200
+    long = client.get("/api/now/table/incident", params={"sysparm_query": "sys_idIN" + "a" * 300})
+    assert long.status_code == 414
+    assert client.get("/api/now/table/incident", params={"sysparm_limit": 1}).status_code == 200
 
 
 # --- encoded queries --------------------------------------------------------------------------

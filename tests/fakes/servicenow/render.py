@@ -12,8 +12,8 @@ from tests.fakes.servicenow.store import Table
 __all__ = ["FieldWriter", "display_datetime", "display_duration", "writers"]
 
 FieldWriter = Callable[[list[str]], Any]
-# (table, element, value) -> label
-ChoiceLookup = Callable[[str, str, str], str | None]
+# (table, element) -> {value: label}
+ChoiceLookup = Callable[[str, str], dict[str, str]]
 # (target table, sys_id) -> display value
 ReferenceLookup = Callable[[str, str], str]
 
@@ -122,6 +122,8 @@ def _writer(
     choice: ChoiceLookup,
     reference: ReferenceLookup,
 ) -> FieldWriter:
+    labels = choice(owner, element)
+
     def display(value: str) -> str:
         if value == "":
             return ""
@@ -133,8 +135,7 @@ def _writer(
             return display_duration(value)
         if kind == BOOLEAN:
             return value
-        label = choice(owner, element, value)
-        return value if label is None else label
+        return labels.get(value, value)
 
     if kind == REFERENCE and target is not None:
         prefix = f"{base}/api/now/table/{target}/"

@@ -245,7 +245,7 @@ class FakeServiceNow(Instance):
         raise AssertionError(fault.kind)
 
     def _too_many(self, retry_after: float) -> httpx.Response:
-        limit = self.rate_limit or 0
+        limit = self.rate_limit or 1000  # a nominal rule for the rate_limit_next knob
         return _error(
             429,
             "Rate limit exceeded",
@@ -428,6 +428,18 @@ class FakeServiceNow(Instance):
         found = self._resolve(table, name)
         return None if found is None else (found[0], found[1])
 
+    def _choice_map(self, table: str, element: str) -> dict[str, str]:
+        """value -> label for one field (the parent table's labels, overridden by the table's)."""
+        parent = self.tables[table].schema.choice_parent if table in self.tables else None
+        out: dict[str, str] = {}
+        for (owner, name, value), label in self.choice_labels().items():
+            if name == element and owner == parent:
+                out[value] = label
+        for (owner, name, value), label in self.choice_labels().items():
+            if name == element and owner == table:
+                out[value] = label
+        return out
+
     def _reference_display(self, target: str, sys_id: str) -> str:
         other = self.tables.get(target)
         row = other.rows.get(sys_id) if other is not None else None
@@ -448,7 +460,7 @@ class FakeServiceNow(Instance):
             zone=self._zone(),
             form=self.user_date_format,
             resolve=self._resolve,
-            choice=self.choice_label,
+            choice=self._choice_map,
             reference=self._reference_display,
         )
         rows = table.rows
