@@ -2,6 +2,7 @@
 #
 #   docker build -t ticketflow .
 #   docker run -p 8000:8000 -v ticketflow-data:/data ticketflow            # SQLite in /data
+#   (a host directory mounted on /data must be writable by uid 10001, the image's user)
 #   docker run ... -e TICKETFLOW_WAREHOUSE_URL=postgresql://user:pw@db:5432/ticketflow ticketflow
 #   docker run ... ticketflow worker                                       # any subcommand
 #
