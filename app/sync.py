@@ -1,10 +1,13 @@
 """Sync network sources into the warehouse (``ticketflow sync``): the crash-safe engine.
 
-For each source: read its cursor, ask the connector for every incident modified since the cursor
-minus the overlap window, and store page by page. Each page's tickets, the events derived from
-them and the new cursor commit in ONE transaction, so a crash or ``kill -9`` at any point leaves
-the warehouse at a page boundary; the next run re-reads from the cursor (minus the overlap) and
-the upsert/event keys absorb what it sees twice. Nothing is lost, nothing is duplicated, and the
+For each source: read its cursor, ask the connector (``connectors.protocol.SyncConnector``:
+TOPdesk through ``TopdeskSync``, ServiceNow) for every ticket modified since the cursor minus the
+overlap window, and store page by page: the page's tickets, then the events the connector derives
+for those that are new or newer than stored (TOPdesk: by comparing snapshots; ServiceNow: from
+its audit trail). Each page's tickets, its events and the new cursor commit in ONE
+transaction, so a crash or ``kill -9`` at any point leaves the warehouse at a page boundary; the
+next run re-reads from the cursor (minus the overlap) and the upsert/event keys absorb what it
+sees twice. Nothing is lost, nothing is duplicated, and the
 cursor never gets ahead of committed data.
 
 A source that fails (bad credentials, a malformed page, retries exhausted) is recorded with its

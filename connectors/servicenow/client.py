@@ -186,15 +186,25 @@ def server_time(response: httpx.Response) -> datetime | None:
     return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def pace_wait(headers: Mapping[str, str], *, reserve: int, now: float) -> float:
+def pace_wait(
+    headers: Mapping[str, str], *, reserve: int, now: float, used: int | None = None
+) -> float:
     """Seconds to wait before the next request so that it stays within the rate limit.
 
-    ``X-RateLimit-Remaining`` at or below ``reserve`` -> until ``X-RateLimit-Reset`` (Unix
-    time of the window's end, measured against ``now`` in Unix seconds); otherwise 0.
+    Requests left in the window: ``X-RateLimit-Remaining``, else ``X-RateLimit-Limit`` less
+    ``used`` (the requests this client made since ``X-RateLimit-Reset`` last changed; the
+    instance may send only Limit, Reset and Rule). At or below ``reserve``: until
+    ``X-RateLimit-Reset`` (Unix time of the window's end, against ``now`` in Unix seconds) plus
+    a second; otherwise 0.
     """
     try:
-        remaining = int(headers["X-RateLimit-Remaining"])
         reset = float(headers["X-RateLimit-Reset"])
+        if "X-RateLimit-Remaining" in headers:
+            remaining = int(headers["X-RateLimit-Remaining"])
+        elif used is not None:
+            remaining = int(headers["X-RateLimit-Limit"]) - used
+        else:
+            return 0.0
     except (KeyError, ValueError):
         return 0.0
     if remaining > reserve:
@@ -254,6 +264,8 @@ class ServiceNowHttp:
         self.hints = _hints(config)
         self.paced = 0.0
         """seconds slept to stay within the rate limit"""
+        self._window: str | None = None
+        self._used = 0
         self.last_date: datetime | None = None
 
     @property
@@ -297,7 +309,13 @@ class ServiceNowHttp:
     def _pace(self, response: httpx.Response) -> None:
         if not self.config.pace:
             return
-        wait = pace_wait(response.headers, reserve=self.config.pace_reserve, now=self.clock())
+        reset = response.headers.get("X-RateLimit-Reset")
+        if reset != self._window:
+            self._window, self._used = reset, 0
+        self._used += 1
+        wait = pace_wait(
+            response.headers, reserve=self.config.pace_reserve, now=self.clock(), used=self._used
+        )
         if wait > 0:
             log.info(
                 "rate limit nearly used up (%s left): waiting %.1f s for the window to reset",

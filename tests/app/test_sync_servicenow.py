@@ -460,8 +460,9 @@ def test_server_errors_are_retried_and_rate_limits_waited_out(engine: Engine, sn
     _assert_warehouse_matches(engine, sn)
 
 
+@pytest.mark.parametrize("headers", ["remaining", "limit-only"])
 def test_pacing_keeps_the_sync_under_the_rate_limit(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, headers: str
 ) -> None:
     sn = Instance(fake={"rate_limit": 6, "rate_window_seconds": 60})
     monkeypatch.setenv(sn.password_env, sn.fake.password)
@@ -476,7 +477,17 @@ def test_pacing_keeps_the_sync_under_the_rate_limit(
         sleeps.append(seconds)
         clock[0] += seconds
 
-    result = sync_source(engine, sn.config, client_factory=sn.client, sleep=sleep)
+    def answer(request: httpx.Request) -> httpx.Response:
+        response = sn.fake(request)
+        if headers == "limit-only":  # as documented: Limit, Reset and Rule only
+            del response.headers["X-RateLimit-Remaining"]
+        return response
+
+    def client(config: HttpSourceConfig) -> httpx.Client:
+        assert isinstance(config, ServiceNowSourceConfig)
+        return make_servicenow_client(config, transport=httpx.MockTransport(answer))
+
+    result = sync_source(engine, sn.config, client_factory=client, sleep=sleep)
     assert result.status == "ok", result.message
     assert [r for r in sn.fake.requests if r.status == 429] == []
     assert len(sn.fake.requests) > 12  # more than two windows' worth

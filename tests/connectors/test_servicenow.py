@@ -294,6 +294,11 @@ def test_pacing_waits_for_the_reset_only_when_the_window_is_used_up() -> None:
     assert pace_wait(headers, reserve=1, now=990.0) == 11.0  # 10 s + a second of margin
     assert pace_wait(headers, reserve=0, now=990.0) == 0.0
     assert pace_wait({}, reserve=1, now=990.0) == 0.0
+    # an instance that sends only Limit and Reset: the client counts its own requests
+    counted = {"X-RateLimit-Limit": "10", "X-RateLimit-Reset": "1000"}
+    assert pace_wait(counted, reserve=1, now=990.0) == 0.0
+    assert pace_wait(counted, reserve=1, now=990.0, used=8) == 0.0
+    assert pace_wait(counted, reserve=1, now=990.0, used=9) == 11.0
 
 
 def _config(**kw: Any) -> ServiceNowSourceConfig:
