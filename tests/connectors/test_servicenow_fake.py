@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from tests.fakes import ServedFake
-from tests.fakes.servicenow import FakeServiceNow
+from tests.fakes.servicenow import FakeServiceNow, samples
 from tests.fakes.servicenow.query import parse_query, select
 
 BASE = "https://acme.service-now.com"
@@ -809,6 +810,17 @@ def test_runs_as_its_own_process() -> None:
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_sample_payloads_match_what_the_fake_answers() -> None:
+    built = samples.build()
+    stored = {p.name: json.loads(p.read_text()) for p in samples.DATA.glob("*.json")}
+    assert stored == built, "rewrite with: python -m tests.fakes.servicenow.samples"
+    audit = built["sys_audit_page.json"]["result"]
+    groups = [r for r in audit if r["fieldname"] == "assignment_group"]
+    assert [r["oldvalue"] == "" for r in groups] == [True, False]
+    incident = built["incident_list_all.json"]["result"][0]
+    assert incident["reassignment_count"]["value"] == "1"
 
 
 def test_clock_ticks_on_changes(fake: FakeServiceNow) -> None:
