@@ -282,16 +282,17 @@ def text(values: npt.NDArray[np.object_]) -> Any:
     return values
 
 
-def text_of(values: npt.NDArray[Any], codes: npt.NDArray[np.int64]) -> Any:
-    """``values[codes]`` as an output text column, missing where a code is negative.
+def text_of(values: npt.NDArray[Any], codes: npt.NDArray[np.integer[Any]]) -> Any:
+    """``values[codes]`` as an output text column; ``codes`` are indices into ``values`` or -1
+    (missing).
 
     The few distinct values become a ``str`` array once and are then taken by code: far cheaper
     than checking every element of a long object column.
     """
     if _PANDAS_3:
-        table = pd.array(with_none(values), dtype="str")
-        return table.take(np.where(codes >= 0, codes, len(values)))
-    return pick_or_none(values, codes)
+        # the trailing missing entry is index -1: missing codes need no remapping
+        return pd.array(with_none(values), dtype="str").take(codes)
+    return lookup(values, codes)
 
 
 def with_none(values: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
@@ -299,6 +300,12 @@ def with_none(values: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
     out = np.empty(len(values) + 1, dtype=object)
     out[: len(values)] = values
     out[len(values)] = None
+    return out
+
+
+def lookup(table: npt.NDArray[Any], codes: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.object_]:
+    """``table[codes]`` as objects, for ``codes`` that are indices into ``table`` or -1 (None)."""
+    out: npt.NDArray[np.object_] = with_none(table)[codes]
     return out
 
 

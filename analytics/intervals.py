@@ -161,16 +161,22 @@ def _merge_sorted(a_keys: I64, b_keys: I64) -> tuple[I64, I64]:
 def build_intervals(log: TicketLog, field: str) -> Intervals:
     """The intervals of ``field`` for every ticket of ``log`` (use ``TicketLog.intervals``, which
     caches them)."""
-    rows = np.flatnonzero(log.ev_field == FIELDS.index(field))
-    tk = log.ev_ticket[rows]
-    tm = log.ev_time[rows]
-    raw = log.ev_value[rows]
+    of_field = log.ev_field == FIELDS.index(field)
+    if bool(of_field.all()):  # a log of this field only: no copies
+        rows = None
+        tk, tm = log.ev_ticket, log.ev_time
+    else:
+        rows = np.flatnonzero(of_field)
+        tk, tm = log.ev_ticket[rows], log.ev_time[rows]
 
-    has = np.zeros(log.n_tickets, dtype=bool)
-    has[tk] = True
+    if rows is None:
+        has = log.ev_offsets[1:] > log.ev_offsets[:-1]
+    else:
+        has = np.zeros(log.n_tickets, dtype=bool)
+        has[tk] = True
     missing = np.flatnonzero(~has)
     if len(missing):
-        d_raw = log.column(_TICKET_VALUE_COLUMN[field])[missing]
+        d_raw = log.text(_TICKET_VALUE_COLUMN[field]).take(missing)
     else:
         d_raw = np.zeros(0, dtype=object)
     created = log.created[missing] if len(missing) else np.zeros(0, dtype=np.int64)
@@ -188,10 +194,10 @@ def build_intervals(log: TicketLog, field: str) -> Intervals:
 
     if field == FIELD_STATE:
         values = np.array(STATES, dtype=object)
-        codes = codes_in(raw, STATES)
+        codes = log.ev_values.codes_in(STATES, rows)
         d_codes = codes_in(d_raw, STATES) if len(d_raw) else np.zeros(0, dtype=np.int64)
     else:
-        codes, values = _factorize(raw)
+        codes, values = log.ev_values.factorize(rows)
         d_codes, d_values = _factorize(d_raw) if len(d_raw) else (np.zeros(0, np.int64), values[:0])
         if len(d_values):
             pos = pd.Index(values, dtype=object).get_indexer(pd.Index(d_values, dtype=object))
@@ -205,15 +211,23 @@ def build_intervals(log: TicketLog, field: str) -> Intervals:
         np.not_equal(codes[1:], codes[:-1], out=keep[1:])
         keep[1:] |= tk[1:] != tk[:-1]
     kept = np.flatnonzero(keep)
-    r_tk, r_code, r_start = tk[kept], codes[kept], tm[kept]
-    r_events = np.diff(np.append(kept, len(tk))).astype(np.int64)
+    if len(kept) == len(tk):  # no repeated values: every event starts an interval
+        r_tk, r_code, r_start = tk, codes, tm
+        r_events = np.ones(len(tk), dtype=np.int64)
+    else:
+        r_tk, r_code, r_start = tk[kept], codes[kept], tm[kept]
+        r_events = np.diff(np.append(kept, len(tk))).astype(np.int64)
     r_end = np.full(len(kept), NAT, dtype=np.int64)
     if len(kept):
         same = r_tk[1:] == r_tk[:-1]
         r_end[:-1] = np.where(same, r_start[1:], NAT)
 
     if not len(missing):
-        counts = np.bincount(r_tk, minlength=log.n_tickets)
+        if rows is None and len(r_tk) == len(tk):  # one interval per event
+            offsets = log.ev_offsets
+        else:
+            counts = np.bincount(r_tk, minlength=log.n_tickets)
+            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return Intervals(
             field=field,
             ticket=r_tk,
@@ -223,7 +237,7 @@ def build_intervals(log: TicketLog, field: str) -> Intervals:
             end=r_end,
             events=r_events,
             derived=np.zeros(len(r_tk), dtype=bool),
-            offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            offsets=offsets,
         )
     size = len(kept) + len(missing)
     a_pos, b_pos = _merge_sorted(r_tk, missing.astype(np.int64))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,13 +48,14 @@ from analytics.frames import (
     STATE,
     TEAM,
     TICKET_ID,
-    codes_in,
     objects,
     require_columns,
     text,
+    text_of,
     to_ns,
 )
 from analytics.intervals import FIELDS_WITH_INTERVALS, Intervals, build_intervals
+from analytics.textcol import TextColumn
 
 __all__ = ["TicketLog", "prepare_log"]
 
@@ -86,7 +88,8 @@ def _objects(series: pd.Series) -> Obj:
 class TicketLog:
     """Tickets and their events, matched and sorted; build it with ``prepare_log``.
 
-    ``tickets`` keeps the input's ticket columns the analytics use, indexed 0..n-1; a ticket is
+    ``tickets`` is the input ticket frame (a shallow copy: pandas copies on write, so later
+    changes to the caller's frame do not reach it), indexed 0..n-1; a ticket is
     referred to by that position everywhere inside the analytics. The event arrays are sorted by
     ticket, time, ``seq`` and input order.
     """
@@ -96,8 +99,10 @@ class TicketLog:
     ev_time: I64
     ev_field: npt.NDArray[np.int8]
     """index into ``frames.FIELDS``"""
-    ev_value: Obj
-    ev_actor: Obj
+    ev_values: TextColumn
+    """``new_value`` in event order (codes when the input column is categorical)"""
+    ev_actors: TextColumn
+    """``actor`` in event order"""
     ev_offsets: I64
     """events of ticket ``k`` are ``ev_offsets[k]:ev_offsets[k + 1]``"""
     dropped_events: dict[str, int]
@@ -105,6 +110,16 @@ class TicketLog:
     @property
     def n_tickets(self) -> int:
         return len(self.tickets)
+
+    @cached_property
+    def ev_value(self) -> Obj:
+        """``new_value`` of each event, as objects."""
+        return self.ev_values.objects
+
+    @cached_property
+    def ev_actor(self) -> Obj:
+        """``actor`` of each event, as objects."""
+        return self.ev_actors.objects
 
     @cached_property
     def created(self) -> I64:
@@ -122,7 +137,15 @@ class TicketLog:
         return to_ns(self.tickets[column], name=column)
 
     def column(self, column: str) -> Obj:
-        return _objects(self.tickets[column])
+        """A ticket text column as objects."""
+        return self.text(column).objects
+
+    def text(self, column: str) -> TextColumn:
+        """A ticket text column (codes when the input column is categorical), cached."""
+        cache: dict[str, TextColumn] = self.__dict__.setdefault("_text", {})
+        if column not in cache:
+            cache[column] = TextColumn.of(self.tickets[column])
+        return cache[column]
 
     @cached_property
     def source(self) -> Obj:
@@ -153,7 +176,11 @@ class TicketLog:
         values = self.tickets[column].array
         if isinstance(values.dtype, pd.StringDtype) and values.dtype.na_value is not pd.NA:
             return values.take(rows)  # already text: no per-element checks
-        return text(self.column(column)[rows])
+        column_text = self.text(column)
+        if column_text.codes is not None and column_text.table is not None:
+            # categorical: the distinct values become text once, then are taken by code
+            return text_of(column_text.table, column_text.codes[rows])
+        return text(column_text.objects[rows])
 
     def intervals(self, field: str) -> Intervals:
         """The runs of ``field`` (state, status, team or assignee) per ticket (cached)."""
@@ -185,19 +212,22 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
     """
     require_columns(tickets, TICKET_INPUT_COLUMNS, frame="tickets")
     require_columns(events, EVENT_INPUT_COLUMNS, frame="events")
-    ticket_frame = tickets[list(TICKET_INPUT_COLUMNS)]
-    if not isinstance(ticket_frame.index, pd.RangeIndex) or ticket_frame.index.start != 0:
-        ticket_frame = ticket_frame.reset_index(drop=True)
+    # a shallow copy (copy on write): selecting the needed columns costs more
+    index = tickets.index
+    if not isinstance(index, pd.RangeIndex) or index.start != 0 or index.step != 1:
+        ticket_frame = tickets.reset_index(drop=True)
+    else:
+        ticket_frame = tickets.copy(deep=False)
     for col in (CREATED_AT, RESOLVED_AT, CLOSED_AT, DUE_AT):
         if not isinstance(ticket_frame[col].dtype, pd.DatetimeTZDtype):
             to_ns(ticket_frame[col], name=col)  # raises unless the column is all missing
     t_src, t_id = _objects(ticket_frame[SOURCE]), _objects(ticket_frame[EXTERNAL_ID])
     n_tickets = len(ticket_frame)
 
-    e_src, e_id = _objects(events[SOURCE]), _objects(events[TICKET_ID])
+    e_src, e_id = TextColumn.of(events[SOURCE]), TextColumn.of(events[TICKET_ID])
     ticket, same = _match(t_src, t_id, e_src, e_id)
     time = to_ns(events[OCCURRED_AT], name=OCCURRED_AT)
-    field = codes_in(_objects(events[FIELD]), FIELDS).astype(np.int8)
+    field = TextColumn.of(events[FIELD]).codes_in(FIELDS).astype(np.int8)
     seq_col = events[SEQ]
     if seq_col.dtype.kind in "iu":
         seq = np.asarray(seq_col.to_numpy(), dtype=np.int64)
@@ -208,30 +238,22 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
         int(ticket.min()) >= 0 and int(time.min()) != NAT and int(field.min()) >= 0
     )
     dropped: dict[str, int] = {}
-    if clean:
-        order = np.arange(len(ticket), dtype=np.int64)
-    else:
+    order: I64 | None = None  # input rows in log order; None: as given
+    if not clean:
         dropped = {
             "unknown ticket": int((ticket < 0).sum()),
             "missing time": int(((ticket >= 0) & (time == NAT)).sum()),
             "unknown field": int(((ticket >= 0) & (time != NAT) & (field < 0)).sum()),
         }
         order = np.flatnonzero((ticket >= 0) & (time != NAT) & (field >= 0))
-    if len(order) != len(ticket):
         ticket, time, field, seq = ticket[order], time[order], field[order], seq[order]
         same = None
     if not _is_sorted(ticket, time, seq, same):
         resort = np.lexsort((seq, time, ticket))
-        order = order[resort]
+        order = resort if order is None else order[resort]
         ticket, time, field = ticket[resort], time[resort], field[resort]
-    value = _objects(events[NEW_VALUE])
-    actor = _objects(events[ACTOR])
-    if (
-        len(order) != len(value)
-        or not bool((order[1:] > order[:-1]).all())
-        or (len(order) and order[0] != 0)
-    ):
-        value, actor = value[order], actor[order]
+    value = TextColumn.of(events[NEW_VALUE]).reordered(order)
+    actor = TextColumn.of(events[ACTOR]).reordered(order)
     counts = np.bincount(ticket, minlength=n_tickets)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return TicketLog(
@@ -239,8 +261,8 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
         ev_ticket=ticket.astype(np.int64, copy=False),
         ev_time=time,
         ev_field=field,
-        ev_value=value,
-        ev_actor=actor,
+        ev_values=value,
+        ev_actors=actor,
         ev_offsets=offsets,
         dropped_events={k: v for k, v in dropped.items() if v},
     )
@@ -268,7 +290,7 @@ def _is_sorted(ticket: I64, time: I64, seq: I64, same: npt.NDArray[np.bool_] | N
     return bool((seq[tie_rows + 1] >= seq[tie_rows]).all())
 
 
-def _heads(*columns: Obj) -> npt.NDArray[np.bool_]:
+def _heads(*columns: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     """True where a row starts a new run of equal keys."""
     n = len(columns[0])
     change = np.zeros(n, dtype=bool)
@@ -293,7 +315,7 @@ def _joined(src: Obj, ids: Obj) -> Obj:
 
 
 def _match(
-    t_src: Obj, t_id: Obj, e_src: Obj, e_id: Obj
+    t_src: Obj, t_id: Obj, e_src: TextColumn, e_id: TextColumn
 ) -> tuple[I64, npt.NDArray[np.bool_] | None]:
     """Ticket row of each event (-1 when the ticket is not in the ticket frame), and when the
     events turn out to be grouped in ticket order, whether each event has the ticket of the one
@@ -301,7 +323,8 @@ def _match(
 
     Events usually come grouped by ticket in the ticket frame's order (the warehouse reads both
     ordered by source and id), so the keys are compared run by run: one comparison per event and
-    one hash lookup per run of events rather than per event.
+    one hash lookup per run of events rather than per event. Categorical key columns are compared
+    by their codes.
     """
     n = len(t_src)
     one_source = t_src[0] if n and bool((t_src == t_src[0]).all()) else None
@@ -329,9 +352,9 @@ def _match(
             )
     if not len(e_src):
         return np.zeros(0, dtype=np.int64), None
-    change = _heads(e_src, e_id)
+    change = _heads(e_src.keys, e_id.keys)
     heads = np.flatnonzero(change)
-    h_src, h_id = e_src[heads], e_id[heads]
+    h_src, h_id = e_src.take(heads), e_id.take(heads)
     lengths = np.diff(np.append(heads, len(e_src)))
     if (
         strictly_sorted

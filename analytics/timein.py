@@ -8,6 +8,7 @@ team that held the ticket during each interval (else the ticket's source, else t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -29,7 +30,7 @@ from analytics.frames import (
 from analytics.intervals import Intervals
 from analytics.log import TicketLog
 from analytics.result import Result
-from analytics.stats import distinct_count, exact_bincount
+from analytics.stats import exact_bincount
 
 __all__ = ["time_in_state", "time_in_values"]
 
@@ -45,25 +46,28 @@ LAST_LEFT = "last_left"
 
 def _durations(
     log: TicketLog, iv: Intervals, now: int, calendars: Calendars | None
-) -> tuple[I64, I64, I64, I64, I64, I64 | None]:
-    """Rows begun by ``now``: ticket, code, start, end (NAT while running), duration, business."""
+) -> tuple[I64, I64, I64, I64, npt.NDArray[np.bool_], I64, I64 | None]:
+    """Rows begun by ``now``: ticket, code, start, end (ended at ``now`` while running),
+    running, duration, business."""
     if len(iv) and int(iv.start.max()) <= now:
-        rows = np.arange(len(iv), dtype=np.int64)
-        tk, code, start, end = iv.ticket, iv.code, iv.start, iv.clipped_end(now)
+        rows = None
+        tk, code, start, raw_end = iv.ticket, iv.code, iv.start, iv.end
     else:
         rows = np.flatnonzero(iv.start <= now)
-        tk, code, start = iv.ticket[rows], iv.code[rows], iv.start[rows]
-        end = iv.clipped_end(now)[rows]
+        tk, code, start, raw_end = iv.ticket[rows], iv.code[rows], iv.start[rows], iv.end[rows]
+    running = raw_end > now
+    running |= raw_end == NAT
+    end = np.where(running, now, raw_end)
     dur = end - start
     business = None
     if calendars is not None:
         if iv.field == FIELD_TEAM:
-            which = calendars.index_for(team=iv.value_of(rows), source=log.source[tk])
+            all_rows = np.arange(len(iv), dtype=np.int64) if rows is None else rows
+            which = calendars.index_for(team=iv.value_of(all_rows), source=log.source[tk])
         else:
             which = calendar_index(log, calendars, tk, start)
         business = _interval_business(calendars, which, tk, start, end)
-    running = (iv.end[rows] == NAT) | (iv.end[rows] > now)
-    return tk, code, start, np.where(running, NAT, end), dur, business
+    return tk, code, start, end, running, dur, business
 
 
 def _interval_business(
@@ -83,6 +87,64 @@ def _interval_business(
     return b_end - b_start
 
 
+_BIG = np.iinfo(np.int64).max
+_DENSE_SLACK = 1 << 16
+"""a (ticket x value) table this much larger than twice the intervals is still cheap to fill"""
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Totals per (ticket, value) group, groups in ascending key order."""
+
+    key: I64
+    time: I64
+    business: I64 | None
+    visits: I64
+    first: I64
+    last: I64
+
+
+def _dense_groups(
+    key: I64, cells: int, dur: I64, start: I64, ends: I64, business: I64 | None
+) -> _Groups:
+    """Totals in a table with one cell per possible (ticket, value): no sort at all."""
+    visits = np.bincount(key, minlength=cells)
+    g_key = np.flatnonzero(visits)
+    first = np.full(cells, _BIG, dtype=np.int64)
+    np.minimum.at(first, key, start)
+    last = np.full(cells, NAT, dtype=np.int64)
+    np.maximum.at(last, key, ends)
+    b_time = exact_bincount(key, business, cells)[g_key] if business is not None else None
+    return _Groups(
+        key=g_key,
+        time=exact_bincount(key, dur, cells)[g_key],
+        business=b_time,
+        visits=visits[g_key].astype(np.int64),
+        first=first[g_key],
+        last=last[g_key],
+    )
+
+
+def _sorted_groups(key: I64, dur: I64, start: I64, ends: I64, business: I64 | None) -> _Groups:
+    """Totals by sorting the keys: rows are in ticket order already, so a stable sort only
+    reorders within tickets (timsort on nearly sorted data: far cheaper than hashing)."""
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    if not len(order):
+        heads = np.zeros(0, dtype=np.int64)
+        return _Groups(heads, heads, None if business is None else heads, heads, heads, heads)
+    heads = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    return _Groups(
+        key=ordered[heads],
+        time=np.add.reduceat(dur[order], heads),
+        business=None if business is None else np.add.reduceat(business[order], heads),
+        visits=np.diff(np.append(heads, len(order))).astype(np.int64),
+        # the sort is stable: a group's first row is its earliest interval
+        first=start[order][heads],
+        last=np.maximum.reduceat(ends[order], heads),
+    )
+
+
 def time_in_values(
     log: TicketLog,
     *,
@@ -99,39 +161,33 @@ def time_in_values(
     """
     now_ns = timestamp_ns(now)
     iv = log.intervals(field)
-    tk, code, start, end, dur, business = _durations(log, iv, now_ns, calendars)
-    # groups of (ticket, value): rows are in ticket order already, so a stable sort of the key
-    # only reorders within tickets (timsort on nearly sorted data: far cheaper than hashing)
+    tk, code, start, end, running, dur, business = _durations(log, iv, now_ns, calendars)
     width = len(iv.values) + 1
-    key = tk * width + (code + 1)
-    order = np.argsort(key, kind="stable")
-    ordered = key[order]
-    heads = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
-    if not len(order):
-        heads = np.zeros(0, dtype=np.int64)
-    g_key = ordered[heads]
-    g_tk, g_code = g_key // width, g_key % width - 1
-    big = np.iinfo(np.int64).max
-    ends = np.where(end == NAT, big, end)[order]
-    last = np.maximum.reduceat(ends, heads) if len(heads) else ends
+    key = tk * width
+    key += code
+    key += 1
+    # last_left: the latest end of the value's intervals, NaT when one is still running
+    ends = np.where(running, _BIG, end)
+    if log.n_tickets * width <= 2 * len(key) + _DENSE_SLACK:
+        g = _dense_groups(key, log.n_tickets * width, dur, start, ends, business)
+    else:
+        g = _sorted_groups(key, dur, start, ends, business)
+    g_tk, g_code = g.key // width, g.key % width - 1
     columns: dict[str, object] = {
         **log.keys(g_tk),
         VALUE: text_of(iv.values, g_code),
-        TIME: td(np.add.reduceat(dur[order], heads) if len(heads) else dur),
+        TIME: td(g.time),
     }
-    if business is not None:
-        b = business[order]
-        columns[BUSINESS_TIME] = td(np.add.reduceat(b, heads) if len(heads) else b)
-    columns[VISITS] = np.diff(np.append(heads, len(order))).astype(np.int64)
-    # the sort is stable: a group's first row is its earliest interval
-    columns[FIRST_ENTERED] = from_ns(start[order][heads])
-    # last_left: NaT when the value's latest interval is still running at now
-    columns[LAST_LEFT] = from_ns(np.where(last == big, NAT, last))
+    if g.business is not None:
+        columns[BUSINESS_TIME] = td(g.business)
+    columns[VISITS] = g.visits
+    columns[FIRST_ENTERED] = from_ns(g.first)
+    columns[LAST_LEFT] = from_ns(np.where(g.last == _BIG, NAT, g.last))
     frame = pd.DataFrame(columns, copy=False)
     return Result(
         name=f"time_in_{field}",
         frame=frame,
-        n=distinct_count(g_tk, log.n_tickets),
+        n=int(np.count_nonzero(g_tk[1:] != g_tk[:-1])) + 1 if len(g_tk) else 0,
         n_of="tickets with a known value by now",
         now=pd.Timestamp(now_ns, tz="UTC"),
         settings=None,
@@ -150,7 +206,7 @@ def time_in_state(
     """
     now_ns = timestamp_ns(now)
     iv = log.intervals(FIELD_STATE)
-    tk, code, _start, _end, dur, business = _durations(log, iv, now_ns, calendars)
+    tk, code, _start, _end, _running, dur, business = _durations(log, iv, now_ns, calendars)
     known = code >= 0
     seen = np.zeros(log.n_tickets, dtype=bool)
     seen[tk] = True

@@ -89,3 +89,21 @@ def make_events(*rows: tuple[Any, ...] | dict[str, Any]) -> pd.DataFrame:
 def states(ticket: str, *changes: tuple[str, str]) -> list[tuple[Any, ...]]:
     """State events of one ticket from ``(time, state)`` pairs."""
     return [(ticket, at, "state", state) for at, state in changes]
+
+
+def as_categories(frame: pd.DataFrame, *, sort: bool = True) -> pd.DataFrame:
+    """The frame with every text column as a pandas categorical (as the warehouse hands low-
+    cardinality columns over). ``sort=False`` puts the categories in reverse order and adds an
+    unused one, so that nothing can depend on the order or the completeness of the categories."""
+    out = frame.copy()
+    for col in out.columns:
+        values = out[col]
+        if (
+            values.dtype.kind != "O"
+            or not values.map(lambda v: isinstance(v, str) or v is None or v != v).all()
+        ):
+            continue
+        distinct = sorted({v for v in values if isinstance(v, str)})
+        categories = distinct if sort else ["(unused)", *reversed(distinct)]
+        out[col] = pd.Categorical(values.where(values.notna(), None), categories=categories)
+    return out

@@ -70,5 +70,5 @@ EVENTS = make_events(
 def shuffled(frame: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
     """The same rows in another order, with a scrambled index."""
     out = frame.sample(frac=1.0, random_state=seed)
-    out.index = range(100, 100 + len(out))
+    out.index = pd.RangeIndex(100, 100 + len(out))
     return out

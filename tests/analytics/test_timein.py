@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from pandas.testing import assert_frame_equal
 
+from analytics import timein
 from analytics.clock import Calendars, WorkCalendar
 from analytics.frames import STATES
 from analytics.log import prepare_log
+from analytics.synthetic import synthetic_desk
 from analytics.timein import time_in_state, time_in_values
 from tests.analytics.builders import NOW, make_events, make_tickets, ts
 from tests.analytics.scenario import EVENTS, TICKETS, shuffled
@@ -102,3 +105,21 @@ def test_calendar_time_across_a_dst_change_is_elapsed_time() -> None:
     )
     frame = time_in_state(prepare_log(tickets, events), now=ts("2024-04-02T00:00Z")).frame
     assert frame.loc[0, "new"] == pd.Timedelta(hours=47)
+
+
+@pytest.mark.parametrize("field", ["state", "status", "team", "assignee"])
+def test_dense_and_sorted_grouping_agree(field: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a (ticket x value) table for small logs, a sort for large ones: the same frame either way
+    desk = synthetic_desk(600, seed=11, days=60)
+    log = prepare_log(desk.tickets, desk.events)
+    cals = Calendars()
+    monkeypatch.setattr(timein, "_DENSE_SLACK", 10**12)
+    dense = time_in_values(log, field=field, now=desk.now, calendars=cals)
+    monkeypatch.setattr(timein, "_DENSE_SLACK", -(10**12))
+    by_sort = time_in_values(log, field=field, now=desk.now, calendars=cals)
+    assert len(dense.frame) >= len(log.tickets) and dense.n == by_sort.n
+    assert_frame_equal(dense.frame, by_sort.frame)
+    # revisits add up; a value still current has no last_left
+    assert (dense.frame["visits"] >= 1).all() and dense.frame["last_left"].isna().any()
+    if field != "status":  # the synthetic desk has no status events: one derived value each
+        assert dense.frame["visits"].max() > 1 and len(dense.frame) > len(log.tickets)
