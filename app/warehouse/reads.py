@@ -10,9 +10,46 @@ from sqlalchemy import Connection, Select, select
 from app.warehouse.schema import Event, SyncState, Ticket, UnknownStatus
 from connectors.base import EVENT_COLUMNS, TICKET_COLUMNS
 
-__all__ = ["read_events_frame", "read_sync_states", "read_tickets_frame", "read_unknown_statuses"]
+__all__ = [
+    "EVENT_CATEGORIES",
+    "TICKET_CATEGORIES",
+    "as_categories",
+    "read_events_frame",
+    "read_sync_states",
+    "read_tickets_frame",
+    "read_unknown_statuses",
+]
 
 _TICKET_TIMES = ("created_at", "updated_at", "resolved_at", "closed_at", "due_at", "loaded_at")
+
+TICKET_CATEGORIES = (
+    "source",
+    "type",
+    "raw_status",
+    "state",
+    "priority_raw",
+    "category",
+    "team",
+    "assignee",
+)
+"""ticket text columns with few distinct values, handed over as pandas categoricals"""
+EVENT_CATEGORIES = ("source", "ticket_id", "field", "old_value", "new_value", "actor", "origin")
+"""event text columns handed over as categoricals: few distinct values, or (``ticket_id``) each
+one repeated on every event of its ticket"""
+
+
+def as_categories(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` with ``columns`` as pandas categoricals (missing values stay missing).
+
+    Each distinct string is then held once and every row is a small integer code: the frames
+    take less memory, and the analytics group and match on the codes instead of hashing the
+    strings on every request.
+    """
+    out = frame.copy(deep=False)
+    for col in columns:
+        if not isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype("category")
+    return out
 
 
 def _frame(conn: Connection, stmt: Select[Any], times: tuple[str, ...]) -> pd.DataFrame:
@@ -26,7 +63,8 @@ def _frame(conn: Connection, stmt: Select[Any], times: tuple[str, ...]) -> pd.Da
 
 
 def read_tickets_frame(conn: Connection, *, source: str | None = None) -> pd.DataFrame:
-    """All tickets (of one source when given) with the canonical columns plus ``loaded_at``."""
+    """All tickets (of one source when given) with the canonical columns plus ``loaded_at``;
+    the ``TICKET_CATEGORIES`` columns are categoricals."""
     cols = [getattr(Ticket, c) for c in (*TICKET_COLUMNS, "loaded_at")]
     stmt = select(*cols).order_by(Ticket.source, Ticket.external_id)
     if source is not None:
@@ -34,18 +72,19 @@ def read_tickets_frame(conn: Connection, *, source: str | None = None) -> pd.Dat
     frame = _frame(conn, stmt, _TICKET_TIMES)
     for col in ("priority", "reassignment_count", "reopen_count"):
         frame[col] = frame[col].astype("Int64")
-    return frame
+    return as_categories(frame, TICKET_CATEGORIES)
 
 
 def read_events_frame(conn: Connection, *, source: str | None = None) -> pd.DataFrame:
-    """All events (of one source when given), ordered by ticket, time and sequence."""
+    """All events (of one source when given), ordered by ticket, time and sequence; the
+    ``EVENT_CATEGORIES`` columns are categoricals."""
     cols = [getattr(Event, c) for c in EVENT_COLUMNS]
     stmt = select(*cols).order_by(Event.source, Event.ticket_id, Event.occurred_at, Event.seq)
     if source is not None:
         stmt = stmt.where(Event.source == source)
     frame = _frame(conn, stmt, ("occurred_at",))
     frame["seq"] = frame["seq"].astype("int64")
-    return frame
+    return as_categories(frame, EVENT_CATEGORIES)
 
 
 def read_sync_states(conn: Connection) -> list[dict[str, Any]]:
