@@ -33,7 +33,12 @@ from app.routes import alerts as alert_routes
 from app.routes import analytics, charts, dashboard, embed, ops, sources, static, tickets
 from app.routes._fastpath import FastPath, FastPathMiddleware
 from app.routes.ops import Telemetry, TelemetryMiddleware
-from app.security import EmbedSigner, KeyRing, SecurityHeadersMiddleware
+from app.security import (
+    EmbedSigner,
+    KeyRing,
+    RateLimitMiddleware,
+    SecurityHeadersMiddleware,
+)
 from app.settings import Settings, load_settings
 from app.warehouse import make_engine
 
@@ -109,6 +114,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         keyring=keyring,
         public_read=settings.api.public_read,
     )
+    if settings.api.rate_limit.enabled:
+        # outside the fast path: cached answers count too; inside telemetry and headers
+        app.add_middleware(RateLimitMiddleware, settings=settings.api.rate_limit, keyring=keyring)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,

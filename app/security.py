@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import math
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,18 +33,21 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ConfigError
-from app.settings import ApiSettings
+from app.settings import ApiSettings, RateLimitSettings
 
 __all__ = [
     "ALL_CHARTS",
     "DASHBOARD",
+    "RATE_LIMIT_EXEMPT",
     "EmbedGrant",
     "EmbedSigner",
     "InvalidTokenError",
     "KeyRing",
     "Principal",
+    "RateLimitMiddleware",
     "SecurityHeadersMiddleware",
     "page_csp",
+    "presented_key",
 ]
 
 ALL_CHARTS = "*"
@@ -242,3 +248,72 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The API key a request presents (``X-API-Key``, else ``Authorization: Bearer``)."""
+    presented: str | None = None
+    for k, v in headers:
+        if k == b"x-api-key":
+            return v.decode("latin-1")
+        if k == b"authorization":
+            scheme, _, credentials = v.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credentials:
+                presented = credentials.strip()
+    return presented
+
+
+RATE_LIMIT_EXEMPT = ("/healthz", "/static/")
+"""paths never limited: liveness probes and the pages' static files"""
+
+
+class RateLimitMiddleware:
+    """Requests per API key (by name), or per client address for requests without a valid key
+    (public-read, embed tokens, wrong keys): over the limit, **429** with ``Retry-After``.
+
+    Counted in memory by the ``limits`` library (sliding window counter), per worker process:
+    with ``--workers N`` a caller gets up to N times the limit. Behind a reverse proxy, run
+    uvicorn with ``--proxy-headers`` so that the address is the client's, not the proxy's.
+    """
+
+    def __init__(self, app: ASGIApp, *, settings: RateLimitSettings, keyring: KeyRing) -> None:
+        try:
+            from limits import parse
+            from limits.storage import MemoryStorage
+            from limits.strategies import SlidingWindowCounterRateLimiter
+        except ImportError as e:  # an optional dependency, needed only when enabled
+            raise ConfigError(
+                [("api.rate_limit.enabled", "needs the `limits` package (pip install limits)")]
+            ) from e
+        self.app = app
+        self.keyring = keyring
+        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.per_key = parse(settings.per_key)
+        self.per_address = parse(settings.per_address)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(RATE_LIMIT_EXEMPT):
+            await self.app(scope, receive, send)
+            return
+        presented = presented_key(scope["headers"])
+        principal = self.keyring.lookup(presented) if presented else None
+        if principal is not None:
+            limit, who = self.per_key, f"key:{principal.name}"
+        else:
+            client = scope.get("client")
+            limit, who = self.per_address, f"address:{client[0] if client else 'unknown'}"
+        if self.limiter.hit(limit, who):
+            await self.app(scope, receive, send)
+            return
+        reset = self.limiter.get_window_stats(limit, who).reset_time
+        retry = max(1, math.ceil(reset - time.time()))
+        body = json.dumps(
+            {"detail": f"rate limit exceeded ({limit}); retry after {retry} s"}
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"retry-after", str(retry).encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -139,8 +139,32 @@ class ApiKeySettings(BaseModel):
         return secret
 
 
+_RATE = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$")
+
+
+class RateLimitSettings(BaseModel):
+    """``[api.rate_limit]``: requests per API key (or per client address without a valid key);
+    over the limit the API answers 429 with ``Retry-After``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    """off by default (put the service behind the intranet's proxy, or turn this on)"""
+    per_key: str = "1200/minute"
+    """for each API key (by its name), e.g. ``"20/second"``, ``"1200/minute"``, ``"50000/day"``"""
+    per_address: str = "300/minute"
+    """for each client address of requests without a valid key (public-read, embed tokens)"""
+
+    @field_validator("per_key", "per_address")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if not _RATE.match(value):
+            raise ValueError(f"not a rate: {value!r} (use e.g. '1200/minute' or '20/second')")
+        return value
+
+
 class ApiSettings(BaseModel):
-    """``[api]``: the HTTP server, its keys, embeds, CORS and caching."""
+    """``[api]``: the HTTP server, its keys, embeds, CORS, caching and rate limits."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -161,9 +185,11 @@ class ApiSettings(BaseModel):
     cache_seconds: float = Field(default=300.0, ge=0)
     """analytics are recomputed at the latest this long after the last computation"""
     change_check_seconds: float = Field(default=10.0, ge=0)
-    """how often the warehouse is checked for changes (a change drops cached analytics)"""
+    """how often the warehouse is checked for changes (a change starts a background recompute)"""
     max_page_size: int = Field(default=500, ge=1, le=10_000)
     csv_max_rows: int = Field(default=200_000, ge=1)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    """requests per key or client address; 429 with Retry-After beyond (needs `limits`)"""
 
     @model_validator(mode="before")
     @classmethod

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.cache import AnalyticsCache
 from app.routes._rendered import Rendered, negotiate
-from app.security import KeyRing
+from app.security import KeyRing, presented_key
 
 __all__ = ["FastPath", "FastPathMiddleware", "remember"]
 
@@ -112,15 +112,7 @@ class FastPathMiddleware:
 
     def _caller(self, headers: list[tuple[bytes, bytes]]) -> str | None:
         """The name of a caller with the read scope, or None (then FastAPI decides)."""
-        presented: str | None = None
-        for k, v in headers:
-            if k == b"x-api-key":
-                presented = v.decode("latin-1")
-                break
-            if k == b"authorization":
-                scheme, _, credentials = v.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer" and credentials:
-                    presented = credentials.strip()
+        presented = presented_key(headers)
         if presented is None:
             return "public" if self.public_read else None
         principal = self.keyring.lookup(presented)

@@ -324,3 +324,46 @@ def test_no_secret_in_any_response_or_log_line(
         for body in bodies:
             assert secret not in body
         assert secret not in logged
+
+
+def test_rate_limits_per_key_and_per_address(
+    filled: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_env(monkeypatch)
+    url, engine = filled
+    limits = {"enabled": True, "per_key": "3/minute", "per_address": "2/minute"}
+    settings = settings_for(url, rate_limit=limits, change_check_seconds=60)
+    with client_for(settings, engine) as client:
+        # the same cached answer, through the handler and then the fast path: all counted
+        answers = [client.get("/api/v1/stale", headers=READ) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        over = answers[-1]
+        assert 1 <= int(over.headers["retry-after"]) <= 60
+        assert over.json()["detail"].startswith("rate limit exceeded (3 per 1 minute)")
+        assert over.headers["x-content-type-options"] == "nosniff"
+        # another key has its own budget
+        assert client.get("/api/v1/stale", headers=BOTH).status_code == 200
+        # without a valid key, per client address (a wrong key does not get a key's budget)
+        wrong = {"X-API-Key": "w" * 40}
+        assert [client.get("/api/v1/stale", headers=wrong).status_code for _ in range(3)] == [
+            401,
+            401,
+            429,
+        ]
+        # liveness probes and static files are never limited
+        assert {client.get("/healthz").status_code for _ in range(5)} == {200}
+        assert {client.get("/static/embed.js").status_code for _ in range(5)} == {200}
+        metrics = client.get("/metrics", headers=ADMIN)
+        assert metrics.status_code == 200
+        assert 'status="429"' in metrics.text
+
+
+def test_rate_limits_are_off_by_default_and_checked_when_configured(
+    filled: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_env(monkeypatch)
+    url, engine = filled
+    with client_for(settings_for(url), engine) as client:
+        assert {client.get("/api/v1/sources", headers=READ).status_code for _ in range(30)} == {200}
+    with pytest.raises(ConfigError, match="per_key"):
+        settings_for(url, rate_limit={"enabled": True, "per_key": "lots"})
