@@ -317,6 +317,9 @@ def _describe(model: type[BaseModel], name: str, info: FieldInfo) -> str:
         note = FIELD_NOTES.get(f"{cls.__name__}.{name}")
         if note:
             return note
+    subs = _models_in(info.annotation)
+    if len(subs) == 1 and not _is_list(info.annotation):
+        return _model_doc(subs[0])  # a single table: what its model says it is
     return ""
 
 
@@ -352,6 +355,10 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return out
 
 
+def _is_list(annotation: Any) -> bool:
+    return any(typing.get_origin(m) is list for m in _union_members(annotation))
+
+
 def _type_text(annotation: Any) -> str:
     members = _union_members(annotation)
     optional = type(None) in members
@@ -366,14 +373,14 @@ def _one_type(tp: Any) -> str:
         return " | ".join(f"`{json.dumps(a)}`" for a in typing.get_args(tp))
     if origin is list:
         inner = _type_text(typing.get_args(tp)[0])
-        return f"list of {inner}"
+        return "list of " + inner.replace("table (below)", "tables (below)")
     if origin is dict:
         key, value = typing.get_args(tp)
         return f"table of {_type_text(key)} → {_type_text(value)}"
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return " | ".join(f'`"{m.value}"`' for m in tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return "tables (below)"
+        return "table (below)"
     names: dict[Any, str] = {
         str: "string",
         int: "integer",
@@ -520,19 +527,22 @@ def _section(
     yield from _table(model_fields(model), env_prefix=env_prefix)
     yield ""
     for f in model_fields(model):
+        listed = _is_list(f.info.annotation)
         for sub in _models_in(f.info.annotation):
-            yield f"### `[[{path}.{f.name}]]`"
+            yield f"### `[[{path}.{f.name}]]`" if listed else f"### `[{path}.{f.name}]`"
             yield ""
             sub_doc = _model_doc(sub)
             if sub_doc:
                 yield sub_doc
                 yield ""
             env = f"{env_prefix}{f.name.upper()}" if env_prefix else ""
-            yield (
-                f"A list of tables; as an environment variable the whole list as JSON (`{env}`)."
-            )
-            yield ""
-            yield from _table(model_fields(sub), env_prefix=None)
+            if listed:
+                yield (
+                    "A list of tables; as an environment variable the whole list as JSON "
+                    f"(`{env}`)."
+                )
+                yield ""
+            yield from _table(model_fields(sub), env_prefix=None if listed else f"{env}__")
             yield ""
 
 
@@ -559,8 +569,8 @@ ticketflow reads **one TOML file** plus **environment variables**:
   `sources[0].base_url: String should match pattern '^https?://[^\\s/]+'`; an unknown key is an
   error too (typos do not pass silently).
 
-Check a file without running anything: `ticketflow --config ticketflow.toml sources` reads and
-validates it (and lists the sources).
+To check a file, run `ticketflow --config ticketflow.toml sources`: it validates the file, then
+opens the warehouse and lists the sources.
 """
 
 

@@ -85,8 +85,10 @@ def test_every_setting_has_a_row_in_its_section() -> None:
             where = _sources_part(text)
         elif len(parts) == 2:
             where = _section(text, f"## `[{parts[0]}]`")
-        else:
+        elif f"### `[[{parts[0]}.{parts[1]}]]`" in text:
             where = _section(text, f"### `[[{parts[0]}.{parts[1]}]]`")
+        else:
+            where = _section(text, f"### `[{parts[0]}.{parts[1]}]`")
         if f"| `{key}` |" not in where:
             missing.append(path)
     assert not missing, f"not in docs/configuration.md: {missing}; {REGENERATE}"
