@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.fakes import ServedFake
-from tests.fakes.servicenow import FakeServiceNow, samples
+from tests.fakes.servicenow import FakeServiceNow, measure, samples
 from tests.fakes.servicenow.query import parse_query, select
 
 BASE = "https://acme.service-now.com"
@@ -645,6 +645,27 @@ def test_generated_histories_are_consistent(busy: FakeServiceNow) -> None:
     }
     latest = max(incidents.value(r, "sys_updated_on") for r in incidents.rows.values())
     assert busy.now.strftime("%Y-%m-%d %H:%M:%S") >= latest
+
+
+def test_keyset_scan_over_http_sees_every_row_once(busy: FakeServiceNow) -> None:
+    client = _client(busy)
+    rows, _seconds, _slowest = measure.scan(
+        client, "incident", "sys_updated_on", "", "sys_id,sys_updated_on", 40, "all"
+    )
+    assert rows == len(busy.tables["incident"].rows)
+    audit = busy.tables["sys_audit"]
+    wanted = set(measure.AUDIT.split(","))
+    expected = sum(1 for r in audit.rows.values() if audit.value(r, "fieldname") in wanted)
+    rows, _seconds, _slowest = measure.scan(
+        client,
+        "sys_audit",
+        "sys_created_on",
+        f"tablename=incident^fieldnameIN{measure.AUDIT}",
+        "sys_id,sys_created_on",
+        333,
+        "false",
+    )
+    assert rows == expected
 
 
 def test_save_and_load_keep_the_instance(tmp_path: Path) -> None:
