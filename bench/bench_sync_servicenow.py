@@ -104,19 +104,22 @@ def fake_server(incidents: int, audit_rows: int, seed: int, cache: Path | None) 
     ]
     if cache is not None:
         argv += ["--cache", str(cache)]
-    process = subprocess.Popen(
-        argv, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    log = Path(tempfile.mkstemp(prefix="fake-servicenow-", suffix=".log")[1])
+    with log.open("w") as err:
+        process = subprocess.Popen(argv, cwd=repo, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
-        assert process.stdout is not None and process.stderr is not None
-        made = process.stderr.readline()
+        assert process.stdout is not None
         line = process.stdout.readline()
-        if not line.startswith("listening "):
-            raise RuntimeError(f"fake server did not start: {made!r} {line!r}")
-        rows = int(made.split(" audit rows")[0].rsplit(" ", 1)[1])
-        print(f"fake ServiceNow: {made.strip()}")
+        made = log.read_text().strip().splitlines()
+        if not line.startswith("listening ") or not made:
+            raise RuntimeError(f"fake server did not start: {made[-5:]!r} {line!r}")
+        rows = int(made[-1].split(" audit rows")[0].rsplit(" ", 1)[1])
+        print(f"fake ServiceNow: {made[-1]} (its log: {log})")
         yield Server(url=line.split()[1], pid=process.pid, audit_rows=rows)
     finally:
+        if process.poll() is not None:
+            print(f"the fake server exited with {process.returncode}; its log ends:")
+            print("\n".join(log.read_text().splitlines()[-20:]))
         process.terminate()
         process.wait(timeout=30)
 

@@ -1,7 +1,9 @@
 """Kill test: ``ticketflow sync`` killed with SIGKILL at many points, then rerun.
 
-A fake TOPdesk is served over loopback HTTP from this process. Each point runs the real CLI
-(``ticketflow -c CONFIG sync``) in a separate process and kills it with SIGKILL either
+Parametrized by connector: a fake TOPdesk (52 points per backend) or a fake ServiceNow (21
+points per backend, its history from sys_audit) is served over loopback HTTP from this
+process. Each point runs the real CLI (``ticketflow -c CONFIG sync``) in a separate process and
+kills it with SIGKILL either
 
 - from the server, when the run's N-th request arrives (the process is waiting on HTTP), or
 - from inside, through the ``TICKETFLOW_SYNC_FAULT`` hook: after a page's tickets, after its
@@ -29,9 +31,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,10 +45,13 @@ from sqlalchemy import Engine
 from app.settings import load_settings
 from app.sync import FAULT_ENV, parse_cursor, sync_sources
 from app.warehouse import make_engine, read_events_frame, read_sync_states, read_tickets_frame
+from connectors.config import HttpSourceConfig, ServiceNowSourceConfig
 from connectors.http import make_client
+from connectors.servicenow import make_servicenow_client
 from connectors.topdesk import API_PATH
 from tests.fakes import ServedFake
-from tests.fakes.topdesk import GROUPS, OPERATORS, PRIORITIES, STATUSES, FakeTopdesk, Recorded
+from tests.fakes.servicenow import FakeServiceNow
+from tests.fakes.topdesk import GROUPS, OPERATORS, PRIORITIES, STATUSES, FakeTopdesk
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD_ENV = "TD_KILL_PASSWORD"
@@ -178,52 +183,62 @@ class Point:
         return f"{self.mode} {where}{extra}"
 
 
-class Harness:
-    def __init__(self, tmp: Path, url: str, fake: FakeTopdesk, served: ServedFake) -> None:
-        self.tmp = tmp
-        self.fake = fake
-        self.served = served
-        self.config = tmp / "ticketflow.toml"
-        self.twin_config = tmp / "twin.toml"
-        twin_url = f"sqlite:///{tmp}/twin.db"
-        for path, warehouse, size in (
-            (self.config, url, PAGE_SIZE),
-            (self.twin_config, twin_url, TWIN_PAGE_SIZE),  # the twin's pages don't matter
-        ):
-            path.write_text(
-                f'[warehouse]\nurl = "{warehouse}"\n\n[[sources]]\nname = "td"\nkind = "topdesk"\n'
-                f'base_url = "{served.url}"\nusername = "{fake.username}"\n'
-                f'password_env = "{PASSWORD_ENV}"\npage_size = {size}\n'
-                "timeout_seconds = 20\nmax_attempts = 2\nbackoff_seconds = 0.01\n"
-            )
-        self.settings = load_settings(self.config)
-        self.twin_settings = load_settings(self.twin_config)
-        self.engine = make_engine(url)
-        self.twin = make_engine(f"sqlite:///{tmp}/twin.db")
-        self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(tmp),
-            PASSWORD_ENV: fake.password,
-        }
-        self.kill_pid: int | None = None
-        self.kill_at: int | None = None
-        self.run_start = 0
-        self.pid_known = threading.Event()
-        self.mutate_at: int | None = None
+class Side:
+    """One connector's fake, its config and how its data changes between runs."""
+
+    kind: str
+    fake: Any
+    password: str
+    username: str
+    rng: random.Random
+
+    def config_lines(self) -> str:
+        return ""
+
+    def twin_client(self, config: HttpSourceConfig) -> httpx.Client:
+        raise NotImplementedError
+
+    def install(self, hook: Callable[[int], None]) -> None:
+        """Call ``hook(n)`` with the fake's request count as each request arrives."""
+        raise NotImplementedError
+
+    def requests(self) -> int:
+        return len(self.fake.requests)
+
+    def mods(self) -> dict[str, datetime]:
+        raise NotImplementedError
+
+    def change(self, count: int, *, new: int, tie: int = 0) -> None:
+        raise NotImplementedError
+
+    def mutate_during(self) -> None:
+        raise NotImplementedError
+
+    def raw_matches(self, ticket_id: str, raw: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+
+class TopdeskSide(Side):
+    kind = "topdesk"
+
+    def __init__(self) -> None:
+        self.fake = FakeTopdesk()
+        self.password, self.username = self.fake.password, self.fake.username
         self.rng = random.Random(7)
-        fake.on_request = self._on_request
+        start = self.fake.clock
+        for i in range(50):
+            self.fake.add_incident(
+                at=start + timedelta(minutes=7 * i), operatorGroup=GROUPS["Workplace"]
+            )
 
-    def _on_request(self, number: int, request: Recorded) -> None:
-        n = number - self.run_start
-        if self.mutate_at is not None and n == self.mutate_at:
-            self.mutate_during()
-        if self.kill_at is not None and n == self.kill_at:
-            if not self.pid_known.wait(timeout=10) or self.kill_pid is None:
-                raise RuntimeError("no process to kill")
-            os.kill(self.kill_pid, signal.SIGKILL)
-            time.sleep(0.05)
+    def twin_client(self, config: HttpSourceConfig) -> httpx.Client:
+        return make_client(config, transport=httpx.MockTransport(self.fake), base_path=API_PATH)
 
-    # --- the fake's history -----------------------------------------------------------
+    def install(self, hook: Callable[[int], None]) -> None:
+        self.fake.on_request = lambda number, _request: hook(number)
+
+    def mods(self) -> dict[str, datetime]:
+        return dict(self.fake._mods)
 
     def change(self, count: int, *, new: int, tie: int = 0) -> None:
         fake, rng = self.fake, self.rng
@@ -259,6 +274,138 @@ class Harness:
             self.fake.modify(incident_id, **self._random_change())
         self.fake.add_incident(operatorGroup=GROUPS["Network"])
 
+    def raw_matches(self, ticket_id: str, raw: dict[str, Any]) -> bool:
+        incident = self.fake.incidents[ticket_id]
+        return all(incident[key] == value for key, value in raw.items())
+
+
+class ServiceNowSide(Side):
+    """Records with full audit trails; changes go through the fake's business rules."""
+
+    kind = "servicenow"
+    STATES = (("1", ""), ("2", ""), ("3", "1"), ("3", "4"), ("3", "5"), ("6", ""), ("7", ""))
+
+    def __init__(self) -> None:
+        self.fake = FakeServiceNow()
+        self.password, self.username = self.fake.password, self.fake.username
+        self.rng = random.Random(7)
+        self.groups = [self.fake.add_group(n) for n in ("Network", "Workplace", "Database")]
+        self.users = [self.fake.add_user(f"agent.{i}", f"Agent {i}") for i in range(4)]
+        start = self.fake.now
+        for i in range(50):
+            self.fake.add_record(
+                at=start + timedelta(minutes=7 * i), assignment_group=self.groups[1]
+            )
+        self.fake.add_journal(next(iter(self.mods())), "hello", element="comments")
+
+    def config_lines(self) -> str:
+        return "history_page_size = 50\n"
+
+    def twin_client(self, config: HttpSourceConfig) -> httpx.Client:
+        assert isinstance(config, ServiceNowSourceConfig)
+        return make_servicenow_client(config, transport=httpx.MockTransport(self.fake))
+
+    def install(self, hook: Callable[[int], None]) -> None:
+        self.fake.on_request = lambda _request: hook(len(self.fake.requests))
+
+    def mods(self) -> dict[str, datetime]:
+        store = self.fake.tables["incident"]
+        return {
+            sys_id: datetime.strptime(
+                store.value(row, "sys_updated_on"), "%Y-%m-%d %H:%M:%S"
+            ).replace(tzinfo=UTC)
+            for sys_id, row in store.rows.items()
+        }
+
+    def _random_change(self) -> dict[str, str]:
+        rng = self.rng
+        state, hold = rng.choice(self.STATES)
+        change = {
+            "state": state,
+            "assignment_group": rng.choice(["", *self.groups]),
+            "assigned_to": rng.choice(["", *self.users]),
+            "priority": rng.choice("12345"),
+        }
+        if state == "3":
+            change["hold_reason"] = hold
+        return change
+
+    def change(self, count: int, *, new: int, tie: int = 0) -> None:
+        fake, rng = self.fake, self.rng
+        fake.advance(timedelta(hours=1))
+        ids = list(self.mods())
+        for sys_id in rng.sample(ids, min(count, len(ids))):
+            fake.modify(sys_id, **self._random_change())
+            if rng.random() < 0.3:
+                fake.add_journal(sys_id, "update", element="comments")
+        if tie:
+            instant = fake.advance()
+            for sys_id in rng.sample(ids, min(tie, len(ids))):
+                fake.modify(sys_id, at=instant, **self._random_change())
+        for _ in range(new):
+            fake.add_record(assignment_group=rng.choice(["", *self.groups]))
+
+    def mutate_during(self) -> None:
+        mods = self.mods()
+        ids = sorted(mods, key=lambda i: (mods[i], i))
+        for sys_id in (ids[0], ids[len(ids) // 2], ids[-1]):
+            self.fake.modify(sys_id, **self._random_change())
+        self.fake.add_record(assignment_group=self.groups[0])
+
+    def raw_matches(self, ticket_id: str, raw: dict[str, Any]) -> bool:
+        record = self.fake.get_record(ticket_id)
+        return all(
+            record.get(key, "") == (value.get("value") if isinstance(value, dict) else value)
+            for key, value in raw.items()
+        )
+
+
+class Harness:
+    def __init__(self, tmp: Path, url: str, side: Side, served: ServedFake) -> None:
+        self.tmp = tmp
+        self.side = side
+        self.served = served
+        self.config = tmp / "ticketflow.toml"
+        self.twin_config = tmp / "twin.toml"
+        twin_url = f"sqlite:///{tmp}/twin.db"
+        for path, warehouse, size in (
+            (self.config, url, PAGE_SIZE),
+            (self.twin_config, twin_url, TWIN_PAGE_SIZE),  # the twin's pages don't matter
+        ):
+            path.write_text(
+                f'[warehouse]\nurl = "{warehouse}"\n\n[[sources]]\nname = "td"\n'
+                f'kind = "{side.kind}"\nbase_url = "{served.url}"\n'
+                f'username = "{side.username}"\n'
+                f'password_env = "{PASSWORD_ENV}"\npage_size = {size}\n'
+                "timeout_seconds = 20\nmax_attempts = 2\nbackoff_seconds = 0.01\n"
+                + side.config_lines()
+            )
+        self.settings = load_settings(self.config)
+        self.twin_settings = load_settings(self.twin_config)
+        self.engine = make_engine(url)
+        self.twin = make_engine(f"sqlite:///{tmp}/twin.db")
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(tmp),
+            PASSWORD_ENV: side.password,
+        }
+        self.kill_pid: int | None = None
+        self.kill_at: int | None = None
+        self.run_start = 0
+        self.pid_known = threading.Event()
+        self.mutate_at: int | None = None
+        side.install(self._on_request)
+
+    def _on_request(self, number: int) -> None:
+        n = number - self.run_start
+        if self.mutate_at is not None and n == self.mutate_at:
+            self.side.mutate_during()
+        if self.kill_at is not None and n == self.kill_at:
+            if not self.pid_known.wait(timeout=10) or self.kill_pid is None:
+                raise RuntimeError("no process to kill")
+            os.kill(self.kill_pid, signal.SIGKILL)
+            time.sleep(0.05)
+
     # --- runs ---------------------------------------------------------------------------
 
     def killed_run(self, point: Point, log: Path) -> int:
@@ -266,7 +413,7 @@ class Harness:
         env = dict(self.env)
         if point.kind == "fault":
             env[FAULT_ENV] = f"{point.stage}:{point.page}"
-        self.run_start = len(self.fake.requests)
+        self.run_start = self.side.requests()
         self.kill_pid = None
         self.pid_known.clear()
         self.kill_at = point.page if point.kind == "request" else None
@@ -290,14 +437,10 @@ class Harness:
 
     def clean_run(self, *, twin: bool = False) -> None:
         """A sync in this process: over loopback HTTP, or in memory for the twin."""
-        self.run_start = len(self.fake.requests)
+        self.run_start = self.side.requests()
         if twin:
             (result,) = sync_sources(
-                self.twin_settings,
-                engine=self.twin,
-                client_factory=lambda c: make_client(
-                    c, transport=httpx.MockTransport(self.fake), base_path=API_PATH
-                ),
+                self.twin_settings, engine=self.twin, client_factory=self.side.twin_client
             )
         else:
             (result,) = sync_sources(self.settings, engine=self.engine)
@@ -359,7 +502,7 @@ def check_after_kill(h: Harness, cursor_before: Any, point: Point) -> None:
         return
     stored = dict(zip(tickets["external_id"], tickets["updated_at"], strict=True))
     assert cursor <= max(stored.values()), f"{point}: cursor ahead of every stored ticket"
-    for incident_id, mod in h.fake._mods.items():
+    for incident_id, mod in h.side.mods().items():
         if mod < cursor:
             assert stored.get(incident_id) == pd.Timestamp(mod), (
                 f"{point}: {incident_id} modified at {mod}, before the cursor {cursor}, "
@@ -372,13 +515,13 @@ def check_after_kill(h: Harness, cursor_before: Any, point: Point) -> None:
 def check_converged(h: Harness, point: Point, *, with_twin: bool) -> None:
     """The warehouse equals the fake, and its history is consistent (and equals the twin's)."""
     tickets = _records(_tickets(h.engine), "external_id")
-    assert sorted(tickets) == sorted(h.fake.incidents), point
-    for incident_id, incident in h.fake.incidents.items():
+    mods = h.side.mods()
+    assert sorted(tickets) == sorted(mods), point
+    for incident_id, mod in mods.items():
         row = tickets[incident_id]
-        assert row["updated_at"] == pd.Timestamp(h.fake._mods[incident_id]), (point, incident_id)
-        for key, value in row["raw"].items():
-            assert incident[key] == value, (point, incident_id, key)
-    assert _cursor(h.engine) == max(pd.Timestamp(m) for m in h.fake._mods.values()), point
+        assert row["updated_at"] == pd.Timestamp(mod), (point, incident_id)
+        assert h.side.raw_matches(incident_id, row["raw"]), (point, incident_id)
+    assert _cursor(h.engine) == max(pd.Timestamp(m) for m in mods.values()), point
     events = _events(h.engine)
     chains: dict[tuple[str, str], list[tuple[Any, Any]]] = {}
     for e in events.to_dict("records"):
@@ -386,6 +529,8 @@ def check_converged(h: Harness, point: Point, *, with_twin: bool) -> None:
             (_plain(e["old_value"]), _plain(e["new_value"]))
         )
     for (ticket_id, field), chain in chains.items():
+        if field not in TRACKED:
+            continue
         olds, news = [o for o, _n in chain], [n for _o, n in chain]
         assert olds[0] is None and olds[1:] == news[:-1], (point, ticket_id, field, chain)
         assert news[-1] == tickets[ticket_id][TRACKED[field]], (point, ticket_id, field, chain)
@@ -401,7 +546,9 @@ def check_converged(h: Harness, point: Point, *, with_twin: bool) -> None:
 # --- the test -----------------------------------------------------------------------------
 
 
-def _points() -> tuple[list[Point], list[Point]]:
+def _points(kind: str) -> tuple[list[Point], list[Point]]:
+    if kind == "servicenow":
+        return _servicenow_points()
     quiet: list[Point] = []
     for page in range(1, 6):
         quiet += [Point("full", "fault", stage, page) for stage in STAGES]
@@ -423,26 +570,52 @@ def _points() -> tuple[list[Point], list[Point]]:
     return quiet, busy
 
 
+def _servicenow_points() -> tuple[list[Point], list[Point]]:
+    """Fewer points: a ServiceNow page costs more requests (choices, audit, journal)."""
+    quiet: list[Point] = []
+    for page in (1, 2):
+        quiet += [Point("full", "fault", stage, page) for stage in STAGES]
+    quiet.append(Point("full", "fault", "commit", 3))
+    for page in (1, 2):
+        quiet += [Point("incremental", "fault", stage, page) for stage in ("events", "commit")]
+    # requests: the choices, a list page, its audit, its journal, the next list page...
+    quiet += [Point("incremental", "request", "", n) for n in (2, 4)]
+    quiet += [Point("full", "request", "", n) for n in (3, 8)]
+    quiet[4] = Point("full", "fault", "tickets", 2, binary=True)
+    busy = [
+        Point("full", "fault", "events", 2, busy=True),
+        Point("incremental", "fault", "tickets", 2, busy=True),
+        Point("full", "request", "", 6, busy=True),
+        Point("incremental", "request", "", 4, busy=True),
+    ]
+    return quiet, busy
+
+
+SIDES: dict[str, Callable[[], Side]] = {"topdesk": TopdeskSide, "servicenow": ServiceNowSide}
+
+
+@pytest.mark.parametrize("kind", sorted(SIDES))
 def test_sync_killed_anywhere_loses_and_duplicates_nothing(
-    warehouse_url: str, tmp_path: Path, forks: ForkServer, monkeypatch: pytest.MonkeyPatch
+    warehouse_url: str,
+    tmp_path: Path,
+    forks: ForkServer,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
 ) -> None:
     forks_ref[:] = [forks]
-    fake = FakeTopdesk()
-    start = fake.clock
-    for i in range(50):
-        fake.add_incident(at=start + timedelta(minutes=7 * i), operatorGroup=GROUPS["Workplace"])
-    monkeypatch.setenv(PASSWORD_ENV, fake.password)
-    quiet, busy = _points()
+    side = SIDES[kind]()
+    monkeypatch.setenv(PASSWORD_ENV, side.password)
+    quiet, busy = _points(kind)
     killed: list[str] = []
-    with ServedFake(fake) as served:
-        h = Harness(tmp_path, warehouse_url, fake, served)
+    with ServedFake(side.fake) as served:
+        h = Harness(tmp_path, warehouse_url, side, served)
         h.clean_run()
         h.clean_run(twin=True)
         for i, point in enumerate([*quiet, *busy]):
             if point.mode == "full":
-                h.change(5, new=0, tie=PAGE_SIZE + 3 if i % 3 == 0 else 0)
+                side.change(5, new=0, tie=PAGE_SIZE + 3 if i % 3 == 0 else 0)
             else:
-                h.change(18, new=1, tie=PAGE_SIZE * 2 if i % 4 == 1 else 0)
+                side.change(18, new=1, tie=PAGE_SIZE * 2 if i % 4 == 1 else 0)
             if point.busy:
                 h.mutate_at = 2
             else:
@@ -459,4 +632,5 @@ def test_sync_killed_anywhere_loses_and_duplicates_nothing(
             check_converged(h, point, with_twin=not point.busy)
         h.engine.dispose()
         h.twin.dispose()
-    assert len(set(killed)) >= 50, f"only {len(set(killed))} distinct kill points"
+    minimum = 50 if kind == "topdesk" else 21
+    assert len(set(killed)) >= minimum, f"only {len(set(killed))} distinct kill points"
