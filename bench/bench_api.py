@@ -182,6 +182,8 @@ class Figures:
     p99_ms: float
     max_ms: float
     cold_ms: float
+    """the first request (the first of each server and endpoint computes the answer)"""
+    server: str = "current"
 
 
 class _ClientProtocol(asyncio.Protocol):
@@ -327,7 +329,15 @@ def _free_port() -> int:
 
 
 def _start_server(
-    url: str, key: str, port: int, workers: int, cwd: str, http: str = "auto", loop: str = "auto"
+    url: str,
+    key: str,
+    port: int,
+    workers: int,
+    cwd: str,
+    http: str = "auto",
+    loop: str = "auto",
+    repo: Path = REPO,
+    cache_seconds: float = 300.0,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -337,7 +347,8 @@ def _start_server(
         ),
         "TICKETFLOW_BENCH_KEY": key,
         "TICKETFLOW_LOGGING__LEVEL": "WARNING",
-        "PYTHONPATH": str(REPO),
+        "TICKETFLOW_API__CACHE_SECONDS": str(cache_seconds),
+        "PYTHONPATH": str(repo),
     }
     env.pop("TICKETFLOW_CONFIG", None)  # settings from the environment above only
     cmd = [
@@ -372,6 +383,61 @@ def _start_server(
     raise RuntimeError("the server did not start within 60 s")
 
 
+def _measure(
+    base: str, path: str, headers: dict[str, str], args: argparse.Namespace, *, label: str
+) -> Figures | None:
+    t0 = time.perf_counter()
+    cold = httpx.get(base + path, headers=headers, timeout=600)
+    cold_ms = (time.perf_counter() - t0) * 1000
+    if cold.status_code != 200:
+        print(f"{label} {path}: {cold.status_code} {cold.text[:200]}", file=sys.stderr)
+        return None
+    lat, errors, elapsed = _run(
+        _load(base, path, headers, args.connections, args.seconds, args.max_requests),
+        loop=args.client_loop,
+    )
+    ms = sorted(x * 1000 for x in lat)
+    return Figures(
+        endpoint=path,
+        connections=args.connections,
+        seconds=round(elapsed, 2),
+        requests=len(ms),
+        errors=errors,
+        rps=round(len(ms) / elapsed, 1),
+        p50_ms=round(statistics.median(ms), 2) if ms else float("nan"),
+        p95_ms=round(_pct(ms, 0.95), 2),
+        p99_ms=round(_pct(ms, 0.99), 2),
+        max_ms=round(ms[-1], 2) if ms else float("nan"),
+        cold_ms=round(cold_ms, 1),
+        server=label,
+    )
+
+
+def _print(results: list[Figures]) -> None:
+    print(
+        f"{'server':<10}{'endpoint':<24}{'conn':>5}{'req':>8}{'err':>5}{'req/s':>9}{'p50':>8}"
+        f"{'p95':>8}{'p99':>8}{'max':>8}{'cold':>9}   (ms)"
+    )
+    for r in results:
+        print(
+            f"{r.server:<10}{r.endpoint:<24}{r.connections:>5}{r.requests:>8}{r.errors:>5}"
+            f"{r.rps:>9}{r.p50_ms:>8}{r.p95_ms:>8}{r.p99_ms:>8}{r.max_ms:>8}{r.cold_ms:>9}"
+        )
+
+
+def _medians(results: list[Figures]) -> None:
+    """Per server and endpoint, the median of the rounds (and the p99 ratio to the baseline)."""
+    print("\nmedian of the rounds")
+    groups: dict[tuple[str, str], list[Figures]] = {}
+    for r in results:
+        groups.setdefault((r.endpoint, r.server), []).append(r)
+    for (endpoint, server), rows in sorted(groups.items()):
+        rps = statistics.median(r.rps for r in rows)
+        p50 = statistics.median(r.p50_ms for r in rows)
+        p99 = statistics.median(r.p99_ms for r in rows)
+        print(f"{server:<10}{endpoint:<24} req/s {rps:>8.1f}  p50 {p50:>7.2f}  p99 {p99:>7.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tickets", type=int, default=100_000)
@@ -393,6 +459,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--endpoint", action="append", help=f"default: {', '.join(ENDPOINTS)}")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of ticketflow (e.g. `git archive <commit>` unpacked): its server "
+        "runs beside this one and every endpoint is measured on both, alternating",
+    )
+    parser.add_argument(
+        "--baseline-url",
+        help="the warehouse for the baseline server when its schema version differs "
+        "(a copy of --url at the baseline's revision)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="measurements per endpoint")
+    parser.add_argument(
+        "--cache-seconds",
+        type=float,
+        default=300.0,
+        help="the servers' api.cache_seconds (longer: no recompute during the measurements)",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp:
@@ -400,55 +484,46 @@ def main(argv: list[str] | None = None) -> int:
         if not args.url:
             print(f"built in {build_warehouse(url, args.tickets):.1f} s", file=sys.stderr)
         key = secrets.token_urlsafe(32)
-        port = _free_port()
-        server = _start_server(url, key, port, args.workers, tmp, args.http, args.loop)
-        base = f"http://127.0.0.1:{port}"
+        repos = [("current", REPO, url)]
+        if args.baseline is not None:
+            repos.append(("baseline", args.baseline.resolve(), args.baseline_url or url))
+        servers: list[tuple[str, str, subprocess.Popen[bytes]]] = []
         headers = {"X-API-Key": key}
         results: list[Figures] = []
         try:
-            for path in args.endpoint or ENDPOINTS:
-                t0 = time.perf_counter()
-                cold = httpx.get(base + path, headers=headers, timeout=300)
-                cold_ms = (time.perf_counter() - t0) * 1000
-                if cold.status_code != 200:
-                    print(f"{path}: {cold.status_code} {cold.text[:200]}", file=sys.stderr)
-                    return 1
-                lat, errors, elapsed = _run(
-                    _load(base, path, headers, args.connections, args.seconds, args.max_requests),
-                    loop=args.client_loop,
+            for label, repo, where in repos:
+                port = _free_port()
+                proc = _start_server(
+                    where,
+                    key,
+                    port,
+                    args.workers,
+                    tmp,
+                    args.http,
+                    args.loop,
+                    repo=repo,
+                    cache_seconds=args.cache_seconds,
                 )
-                ms = sorted(x * 1000 for x in lat)
-                results.append(
-                    Figures(
-                        endpoint=path,
-                        connections=args.connections,
-                        seconds=round(elapsed, 2),
-                        requests=len(ms),
-                        errors=errors,
-                        rps=round(len(ms) / elapsed, 1),
-                        p50_ms=round(statistics.median(ms), 2) if ms else float("nan"),
-                        p95_ms=round(_pct(ms, 0.95), 2),
-                        p99_ms=round(_pct(ms, 0.99), 2),
-                        max_ms=round(ms[-1], 2) if ms else float("nan"),
-                        cold_ms=round(cold_ms, 1),
-                    )
-                )
+                servers.append((label, f"http://127.0.0.1:{port}", proc))
+            for _ in range(args.rounds):
+                for path in args.endpoint or ENDPOINTS:
+                    for label, base, _proc in servers:
+                        found = _measure(base, path, headers, args, label=label)
+                        if found is None:
+                            return 1
+                        results.append(found)
         finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            for _label, _base, proc in servers:
+                proc.send_signal(signal.SIGINT)
+            for _label, _base, proc in servers:
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
-    print(
-        f"{'endpoint':<22}{'conn':>5}{'req':>8}{'err':>5}{'req/s':>9}{'p50':>8}{'p95':>8}"
-        f"{'p99':>8}{'max':>8}{'cold':>9}   (ms)"
-    )
-    for r in results:
-        print(
-            f"{r.endpoint:<22}{r.connections:>5}{r.requests:>8}{r.errors:>5}{r.rps:>9}"
-            f"{r.p50_ms:>8}{r.p95_ms:>8}{r.p99_ms:>8}{r.max_ms:>8}{r.cold_ms:>9}"
-        )
+    _print(results)
+    if args.rounds > 1 or len(repos) > 1:
+        _medians(results)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
     return 0 if all(r.errors == 0 for r in results) else 1

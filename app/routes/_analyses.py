@@ -65,15 +65,23 @@ _log_lock = threading.Lock()
 _log_memo: list[tuple[pd.DataFrame, pd.DataFrame, TicketLog]] = []
 
 
+_LOG_MEMO_SIZE = 2
+"""the served generation's and the one a background refresh builds"""
+
+
 def shared_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
     """``prepare_log`` once per pair of frames (the per-ticket analyses of one snapshot share
-    it: preparing 100,000 tickets takes seconds). Holds the last pair only."""
+    it: preparing 100,000 tickets takes seconds). Holds the last two pairs, so that requests
+    on the served snapshot and a background refresh on the next one do not evict each other."""
     with _log_lock:
-        for t, e, log in _log_memo:
+        for i, (t, e, log) in enumerate(_log_memo):
             if t is tickets and e is events:
+                _log_memo.append(_log_memo.pop(i))
                 return log
+        # under the lock: two analyses of one snapshot never prepare it twice at once
         log = prepare_log(tickets, events)
-        _log_memo[:] = [(tickets, events, log)]
+        _log_memo.append((tickets, events, log))
+        del _log_memo[:-_LOG_MEMO_SIZE]
         return log
 
 
