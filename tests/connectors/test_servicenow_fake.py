@@ -16,7 +16,8 @@ import pytest
 
 from tests.fakes import ServedFake
 from tests.fakes.servicenow import FakeServiceNow, measure, samples
-from tests.fakes.servicenow.query import parse_query, select
+from tests.fakes.servicenow.plan import select
+from tests.fakes.servicenow.query import parse_query
 
 BASE = "https://acme.service-now.com"
 ROOT = Path(__file__).resolve().parents[2]

@@ -29,6 +29,7 @@ Run it as a server process (the benchmark does)::
 """
 
 from tests.fakes.servicenow.records import business_seconds, fmt
-from tests.fakes.servicenow.server import FakeServiceNow, Fault, Recorded
+from tests.fakes.servicenow.server import FakeServiceNow
+from tests.fakes.servicenow.wire import Fault, Recorded
 
 __all__ = ["FakeServiceNow", "Fault", "Recorded", "business_seconds", "fmt"]

@@ -17,8 +17,9 @@ from pathlib import Path
 import uvicorn
 
 from tests.fakes import bind_loopback, uvicorn_config
-from tests.fakes.servicenow.records import SAVE_VERSION
-from tests.fakes.servicenow.server import FakeServiceNow, Recorded
+from tests.fakes.servicenow.instance import SAVE_VERSION
+from tests.fakes.servicenow.server import FakeServiceNow
+from tests.fakes.servicenow.wire import Recorded
 
 
 class _Discard(list[Recorded]):

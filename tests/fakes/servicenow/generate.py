@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from tests.fakes.servicenow.records import PRIORITY, Instance
+from tests.fakes.servicenow.records import PRIORITY, Records
 
 __all__ = ["GROUPS", "generate"]
 
@@ -34,7 +34,7 @@ REOPEN_COST = 7
 CANCEL_COST = 6
 
 
-def _people(fake: Instance, rng: random.Random) -> tuple[list[str], list[str], list[str]]:
+def _people(fake: Records, rng: random.Random) -> tuple[list[str], list[str], list[str]]:
     groups = fake.tables["sys_user_group"]
     by_name = {groups.value(r, "name"): sid for sid, r in groups.rows.items()}
     group_ids = [by_name.get(name) or fake.add_group(name) for name in GROUPS]
@@ -51,7 +51,7 @@ def _people(fake: Instance, rng: random.Random) -> tuple[list[str], list[str], l
     return group_ids, agents, callers
 
 
-def generate(fake: Instance, count: int, *, audit_rows: int | None = None, seed: int = 1) -> None:
+def generate(fake: Records, count: int, *, audit_rows: int | None = None, seed: int = 1) -> None:
     """Add ``count`` incidents with histories over a year from the fake's clock."""
     rng = random.Random(seed)
     audit = fake.tables["sys_audit"]
@@ -82,7 +82,7 @@ def generate(fake: Instance, count: int, *, audit_rows: int | None = None, seed:
 
 
 def _lifecycle(
-    fake: Instance,
+    fake: Records,
     rng: random.Random,
     *,
     when: datetime,

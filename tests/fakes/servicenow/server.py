@@ -2,104 +2,48 @@
 
 from __future__ import annotations
 
-import base64
 import math
 import re
-import secrets
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
 
+from tests.fakes.servicenow.access import Access
 from tests.fakes.servicenow.generate import generate
+from tests.fakes.servicenow.plan import select
 from tests.fakes.servicenow.query import (
     CompiledQuery,
     Condition,
     QueryError,
     compile_query,
     parse_query,
-    select,
 )
-from tests.fakes.servicenow.records import Instance
+from tests.fakes.servicenow.records import Records
 from tests.fakes.servicenow.render import writers
 from tests.fakes.servicenow.schema import REFERENCE
 from tests.fakes.servicenow.store import Getter, Table
+from tests.fakes.servicenow.wire import (
+    HIBERNATING,
+    Fault,
+    Options,
+    Recorded,
+    error,
+    links,
+    unauthenticated,
+)
 
 __all__ = ["FakeServiceNow", "Fault", "Recorded"]
 
 _TABLE_PATH = re.compile(r"/api/now(?:/(v1|v2))?/table/([A-Za-z0-9_]+)(?:/([^/]+))?/?")
-_BOOL = ("true", "false")
-HIBERNATING = (
-    b"<!DOCTYPE html><html><head><title>Instance Hibernating page</title></head><body>"
-    b"<h1>Your instance is hibernating</h1><p>Sign in to wake it up.</p></body></html>"
-)
 
 
-def _error(
-    status: int, message: str, detail: str | None, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    return httpx.Response(
-        status,
-        content=orjson.dumps(
-            {"error": {"message": message, "detail": detail}, "status": "failure"}
-        ),
-        headers={"Content-Type": "application/json;charset=UTF-8", **(headers or {})},
-    )
-
-
-def _unauthenticated() -> httpx.Response:
-    return _error(401, "User Not Authenticated", "Required to provide Auth information")
-
-
-@dataclass
-class Recorded:
-    """What the fake saw of one request (the Authorization header left out)."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
-    status: int = 0
-
-
-@dataclass
-class Fault:
-    """One armed knob: what to answer instead, for which requests, how often."""
-
-    kind: str
-    times: int = 1
-    path: str | None = None
-    skip: int = 0
-    status: int = 500
-    retry_after: float = 1
-    seconds: float = 0.0
-
-    def matches(self, path: str) -> bool:
-        return self.path is None or path == self.path or path.startswith(self.path + "/")
-
-
-@dataclass
-class _Token:
-    user: str
-    expires: float
-
-
-@dataclass
-class _Window:
-    start: float = 0.0
-    used: int = 0
-    rule: str = field(default_factory=lambda: secrets.token_hex(16))
-
-
-class FakeServiceNow(Instance):
+class FakeServiceNow(Records, Access):
     """A ServiceNow instance in memory behind the Table API (see the package docstring)."""
 
     def __init__(
@@ -117,18 +61,17 @@ class FakeServiceNow(Instance):
         max_limit: int = 10_000,
     ) -> None:
         super().__init__(start=start)
-        self.username = username
-        self.password = password
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.rate_limit = rate_limit
-        self.rate_window_seconds: float = rate_window_seconds
+        self.init_access(
+            username=username,
+            password=password,
+            client_id=client_id,
+            client_secret=client_secret,
+            rate_limit=rate_limit,
+            rate_window_seconds=rate_window_seconds,
+        )
         self.audit_readable = audit_readable
         self.journal_readable = journal_readable
         self.max_limit = max_limit
-        self.token_lifetime: float = 1799
-        """seconds an OAuth access token lives (``expires_in``)"""
-        self.refresh_token_lifetime: float = 100 * 86_400
         self.user_timezone = "UTC"
         """the integration user's zone: display values and query date literals use it"""
         self.user_date_format = "%Y-%m-%d %H:%M:%S"
@@ -139,15 +82,9 @@ class FakeServiceNow(Instance):
         """``glide.invalid_query.returns_no_rows``: unknown fields give no rows, not all"""
         self.hidden: set[str] = set()
         """sys_ids an ACL hides: counted and paged like the rest, left out of the page"""
-        self.wall: Callable[[], float] = time.time
-        """real time, for token expiry and the rate-limit window (tests may replace it)"""
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self.on_request: Callable[[httpx.Request], None] | None = None
-        self._tokens: dict[str, _Token] = {}
-        self._refresh: dict[str, _Token] = {}
-        self._window = _Window()
-        self._request_lock = threading.Lock()
         self.add_user(username, "Integration User")
 
     def generate(self, count: int, *, audit_rows: int | None = None, seed: int = 1) -> None:
@@ -198,12 +135,6 @@ class FakeServiceNow(Instance):
         """Answer 200 with an HTML page (what a hibernating developer instance sends)."""
         self._arm(Fault("html", times=times, path=path, skip=skip))
 
-    def expire_tokens(self) -> None:
-        """Make every OAuth access token expired (refresh tokens stay valid)."""
-        with self.lock:
-            for token in self._tokens.values():
-                token.expires = 0
-
     def _take_fault(self, path: str) -> Fault | None:
         with self.lock:
             for fault in self.faults:
@@ -221,8 +152,8 @@ class FakeServiceNow(Instance):
     def _fault_response(self, fault: Fault, request: httpx.Request) -> httpx.Response | None:
         if fault.kind == "status":
             if fault.status == 401:
-                return _unauthenticated()
-            return _error(fault.status, f"Simulated error {fault.status}", "fake fault")
+                return unauthenticated()
+            return error(fault.status, f"Simulated error {fault.status}", "fake fault")
         if fault.kind == "429":
             return self._too_many(fault.retry_after)
         if fault.kind == "invalid_json":
@@ -246,7 +177,7 @@ class FakeServiceNow(Instance):
 
     def _too_many(self, retry_after: float) -> httpx.Response:
         limit = self.rate_limit or 1000  # a nominal rule for the rate_limit_next knob
-        return _error(
+        return error(
             429,
             "Rate limit exceeded",
             f"Rate limit of {limit} requests per hour for Table API exceeded",
@@ -283,12 +214,12 @@ class FakeServiceNow(Instance):
                 headers={"Content-Type": "text/html"},
             )
         if path == "/oauth_token.do":
-            return self._oauth(request)
-        if not self._authenticated(request):
-            return _unauthenticated()
+            return self.oauth(request)
+        if not self.authenticated(request):
+            return unauthenticated()
         rate_headers: dict[str, str] = {}
         if self.rate_limit is not None:
-            allowed, rate_headers, wait = self._count_request()
+            allowed, rate_headers, wait = self.count_request()
             if not allowed:
                 limited = self._too_many(wait)
                 limited.headers.update(rate_headers)
@@ -299,102 +230,28 @@ class FakeServiceNow(Instance):
         response.headers.update(rate_headers)
         return response
 
-    def _authenticated(self, request: httpx.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "basic":
-            expected = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-            return secrets.compare_digest(value.strip(), expected)
-        if scheme.lower() == "bearer":
-            with self.lock:
-                token = self._tokens.get(value.strip())
-                return token is not None and token.expires > self.wall()
-        return False
-
-    def _count_request(self) -> tuple[bool, dict[str, str], float]:
-        assert self.rate_limit is not None
-        with self.lock:
-            now = self.wall()
-            window = self._window
-            if window.used == 0 or now >= window.start + self.rate_window_seconds:
-                window.start, window.used = now, 0
-            reset = window.start + self.rate_window_seconds
-            allowed = window.used < self.rate_limit
-            if allowed:
-                window.used += 1
-            headers = {
-                "X-RateLimit-Limit": str(self.rate_limit),
-                "X-RateLimit-Remaining": str(self.rate_limit - window.used),
-                "X-RateLimit-Reset": str(math.ceil(reset)),
-                "X-RateLimit-Rule": window.rule,
-            }
-            return allowed, headers, reset - now
-
-    def _oauth(self, request: httpx.Request) -> httpx.Response:
-        denied = httpx.Response(
-            401, json={"error_description": "access_denied", "error": "server_error"}
-        )
-        if request.method != "POST" or self.client_id is None:
-            return denied
-        form = {
-            k: v[0] for k, v in parse_qs(request.content.decode(), keep_blank_values=True).items()
-        }
-        if form.get("client_id") != self.client_id or form.get("client_secret") != (
-            self.client_secret or ""
-        ):
-            return denied
-        now = self.wall()
-        with self.lock:
-            grant = form.get("grant_type")
-            if grant == "password":
-                if (form.get("username"), form.get("password")) != (self.username, self.password):
-                    return denied
-                refresh = secrets.token_urlsafe(64)
-                self._refresh[refresh] = _Token(self.username, now + self.refresh_token_lifetime)
-            elif grant == "refresh_token":
-                refresh = form.get("refresh_token", "")
-                known = self._refresh.get(refresh)
-                if known is None or known.expires <= now:
-                    return denied
-            else:
-                return httpx.Response(
-                    400, json={"error_description": "invalid_grant", "error": "invalid_request"}
-                )
-            access = secrets.token_urlsafe(64)
-            self._tokens[access] = _Token(self.username, now + self.token_lifetime)
-        return httpx.Response(
-            200,
-            json={
-                "access_token": access,
-                "refresh_token": refresh,
-                "scope": "useraccount",
-                "token_type": "Bearer",
-                "expires_in": int(self.token_lifetime),
-            },
-        )
-
     def _route(self, request: httpx.Request, path: str, params: dict[str, str]) -> httpx.Response:
         match = _TABLE_PATH.fullmatch(path)
         if match is None:
-            return _error(400, "Requested URI does not represent any resource", None)
+            return error(400, "Requested URI does not represent any resource", None)
         version, name, sys_id = match.groups()
         if request.method != "GET":
-            return _error(405, "Method not Supported", f"{request.method} is not supported here")
+            return error(405, "Method not Supported", f"{request.method} is not supported here")
         table = self.tables.get(name)
         if table is None:
-            return _error(400, f"Invalid table {name}", None)
+            return error(400, f"Invalid table {name}", None)
         if (name == "sys_audit" and not self.audit_readable) or (
             name == "sys_journal_field" and not self.journal_readable
         ):
-            return _error(
+            return error(
                 403,
                 "User Not Authorized",
                 "ACL Exception Read Failed due to security constraints",
             )
         try:
-            options = _Options.read(params, self.max_limit)
+            options = Options.read(params, self.max_limit)
         except ValueError as e:
-            return _error(400, str(e), None)
+            return error(400, str(e), None)
         base = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}"
         with self.lock:
             if sys_id is not None:
@@ -448,7 +305,7 @@ class FakeServiceNow(Instance):
         return other.value(row, other.schema.display_field)
 
     def _render(
-        self, table: Table, ids: list[str], options: _Options, base: str
+        self, table: Table, ids: list[str], options: Options, base: str
     ) -> list[dict[str, Any]]:
         names = options.fields or list(table.columns)
         out = writers(
@@ -466,9 +323,9 @@ class FakeServiceNow(Instance):
         rows = table.rows
         return [{name: write(rows[i]) for name, write in out} for i in ids]
 
-    def _one(self, table: Table, sys_id: str, options: _Options, base: str) -> httpx.Response:
+    def _one(self, table: Table, sys_id: str, options: Options, base: str) -> httpx.Response:
         if sys_id not in table.rows or sys_id in self.hidden:
-            return _error(
+            return error(
                 404,
                 "No Record found",
                 "Record doesn't exist or ACL restricts the record retrieval",
@@ -508,7 +365,7 @@ class FakeServiceNow(Instance):
     def _list(
         self,
         table: Table,
-        options: _Options,
+        options: Options,
         params: dict[str, str],
         base: str,
         path: str,
@@ -518,7 +375,7 @@ class FakeServiceNow(Instance):
         try:
             compiled = self.compile(table, options.query, filters)
         except QueryError as e:
-            return _error(400, str(e), None)
+            return error(400, str(e), None)
         if compiled.ignored and self.invalid_query_returns_no_rows:
             ids: list[str] = []
             total: int | None = 0
@@ -535,81 +392,11 @@ class FakeServiceNow(Instance):
                 total = None
         page = [i for i in ids if i not in self.hidden]
         if version == "v1" and not page:
-            return _error(404, "No Record found", "Records not found")
+            return error(404, "No Record found", "Records not found")
         headers = {"Content-Type": "application/json;charset=UTF-8"}
         if total is not None:
             headers["X-Total-Count"] = str(total)
         if not options.suppress_links:
-            headers["Link"] = _links(base + path, params, options, total, len(ids))
+            headers["Link"] = links(base + path, params, options, total, len(ids))
         body = orjson.dumps({"result": self._render(table, page, options, base)})
         return httpx.Response(200, content=body, headers=headers)
-
-
-def _links(
-    url: str, params: dict[str, str], options: _Options, total: int | None, returned: int
-) -> str:
-    limit, offset = options.limit, options.offset
-
-    def link(at: int, rel: str) -> str:
-        query = {**params, "sysparm_limit": str(limit), "sysparm_offset": str(at)}
-        return f'<{url}?{urlencode(query)}>;rel="{rel}"'
-
-    parts = [link(0, "first")]
-    if offset > 0:
-        parts.append(link(max(offset - limit, 0), "prev"))
-    more = offset + limit < total if total is not None else returned >= limit
-    if more:
-        parts.append(link(offset + limit, "next"))
-    if total is not None:
-        parts.append(link(max(total - limit, 0), "last"))
-    return ",".join(parts)
-
-
-@dataclass
-class _Options:
-    query: str
-    limit: int
-    offset: int
-    fields: list[str]
-    display: str
-    exclude_links: bool
-    no_count: bool
-    suppress_links: bool
-
-    @classmethod
-    def read(cls, params: dict[str, str], max_limit: int) -> _Options:
-        def flag(name: str) -> bool:
-            value = params.get(name, "false").lower()
-            if value not in _BOOL:
-                raise ValueError(f"Invalid value '{params[name]}' for {name}: true or false")
-            return value == "true"
-
-        def number(name: str, default: int) -> int:
-            raw = params.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ValueError(f"Invalid value '{raw}' for {name}: not a number") from None
-            if value < 0:
-                raise ValueError(f"Invalid value '{raw}' for {name}: negative")
-            return value
-
-        display = params.get("sysparm_display_value", "false").lower()
-        if display not in ("true", "false", "all"):
-            raise ValueError(
-                f"Invalid value '{params['sysparm_display_value']}' for sysparm_display_value:"
-                " true, false or all"
-            )
-        limit = number("sysparm_limit", max_limit) or max_limit
-        return cls(
-            query=params.get("sysparm_query", ""),
-            limit=min(limit, max_limit),
-            offset=number("sysparm_offset", 0),
-            fields=[f.strip() for f in params.get("sysparm_fields", "").split(",") if f.strip()],
-            display=display,
-            exclude_links=flag("sysparm_exclude_reference_link"),
-            no_count=flag("sysparm_no_count"),
-            suppress_links=flag("sysparm_suppress_pagination_header"),
-        )
