@@ -683,6 +683,27 @@ def test_save_and_load_keep_the_instance(tmp_path: Path) -> None:
     assert copy.add_record()["number"] == fake.add_record()["number"]
 
 
+def test_with_audited_inserts_the_trail_rebuilds_every_field() -> None:
+    fake = FakeServiceNow()
+    fake.audit_inserts = True
+    fake.generate(30, audit_rows=900, seed=5)
+    incidents = fake.tables["incident"]
+    by_record = _audit_by_record(fake)
+    for sys_id, row in incidents.rows.items():
+        record = incidents.as_dict(row)
+        rebuilt: dict[str, str] = {}
+        for entry in by_record[sys_id]:
+            assert entry["oldvalue"] == rebuilt.get(entry["fieldname"], ""), entry
+            rebuilt[entry["fieldname"]] = entry["newvalue"]
+        audited = {
+            k: v
+            for k, v in record.items()
+            if v and (not k.startswith("sys_") or k == "sys_class_name")
+        }
+        assert {k: v for k, v in rebuilt.items() if v} == audited
+        assert by_record[sys_id][0]["record_checkpoint"] == "0"
+
+
 def test_generate_is_deterministic_per_seed() -> None:
     def digest(seed: int) -> list[tuple[str, str, str]]:
         fake = FakeServiceNow()

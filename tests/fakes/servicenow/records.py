@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tests.fakes.servicenow.instance import AUDIT_COLUMNS, FORMAT, Instance, fmt, parse_stamp
-from tests.fakes.servicenow.schema import NOT_AUDITED, STRING, TableSchema
+from tests.fakes.servicenow.schema import STRING, TableSchema, audited
 from tests.fakes.servicenow.store import Table
 
 __all__ = ["AUDIT_COLUMNS", "PRIORITY", "Records", "business_seconds", "fmt"]
@@ -113,7 +113,7 @@ class Records(Instance):
             row = store.insert(values)
             if self.audit_inserts and table not in ("sys_audit", "sys_journal_field"):
                 for name, value in values.items():
-                    if value and name not in NOT_AUDITED:
+                    if value and audited(name):
                         self._audit(
                             store.name,
                             values["sys_id"],
@@ -225,7 +225,7 @@ class Records(Instance):
             )
             millis = int(when.timestamp() * 1000)
             for name, value in changed.items():
-                if name not in NOT_AUDITED:
+                if audited(name):
                     self._audit(
                         table,
                         sys_id,

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "DEFAULT_CHOICES",
-    "NOT_AUDITED",
+    "JOURNAL_FIELDS",
     "SCHEMAS",
     "STRING",
     "TableSchema",
+    "audited",
     "task_schema",
 ]
 
@@ -282,9 +283,17 @@ SCHEMAS: dict[str, TableSchema] = {
     ),
 }
 
-NOT_AUDITED = frozenset(set(_SYS) | {"comments", "work_notes", "comments_and_work_notes"})
-"""fields whose changes write no sys_audit row (system fields; journal entries go to
-sys_journal_field)"""
+JOURNAL_FIELDS = frozenset({"comments", "work_notes", "comments_and_work_notes"})
+
+
+def audited(name: str) -> bool:
+    """Whether a change of this field writes a sys_audit row: not for system fields (``sys_``,
+    except ``sys_class_name`` and ``sys_domain_id``, as ServiceNow documents), nor journal
+    fields (their entries go to sys_journal_field)."""
+    if name in JOURNAL_FIELDS:
+        return False
+    return not name.startswith("sys_") or name in ("sys_class_name", "sys_domain_id")
+
 
 # (table, element) -> [(value, label)], in sequence order
 DEFAULT_CHOICES: dict[tuple[str, str], list[tuple[str, str]]] = {
