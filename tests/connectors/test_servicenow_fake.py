@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -818,7 +819,38 @@ def test_served_over_loopback(fake: FakeServiceNow) -> None:
         assert response.status_code == 200 and len(response.json()["result"]) == 5
         assert response.headers["Link"].startswith(f"<{served.url}/api/now/table/incident?")
         assert response.headers["Date"].endswith("GMT")
+        fake.slow_next(1.0)
+        with pytest.raises(httpx.ReadTimeout):
+            client.get("/api/now/table/incident", timeout=0.3)
         client.close()
+
+
+def test_concurrent_reads_while_records_change() -> None:
+    busy = FakeServiceNow()
+    busy.generate(100, audit_rows=500)
+    incidents = sorted(busy.tables["incident"].rows)
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with httpx.Client(base_url=served.url, auth=(busy.username, busy.password)) as c:
+                for _ in range(4):
+                    rows = measure.scan(
+                        c, "incident", "sys_updated_on", "", "sys_id,sys_updated_on", 50, "false"
+                    )[0]
+                    assert rows >= len(incidents)
+        except BaseException as e:  # collected for the main thread
+            errors.append(e)
+
+    with ServedFake(busy) as served:
+        readers = [threading.Thread(target=read) for _ in range(2)]
+        for reader in readers:
+            reader.start()
+        for i in range(100):
+            busy.modify(incidents[i % len(incidents)], short_description=f"edit {i}")
+        for reader in readers:
+            reader.join()
+    assert errors == []
 
 
 def test_runs_as_its_own_process() -> None:
