@@ -180,6 +180,17 @@ def test_display_values_and_query_literals_use_the_users_time_zone() -> None:
     assert [r["sys_id"] for r in found.json()["result"]] == [later["sys_id"]]
 
 
+def test_references_sort_by_their_display_value() -> None:
+    fake = FakeServiceNow()
+    zed, abe = fake.add_group("Zed team"), fake.add_group("Abe team")
+    first = fake.add_record(assignment_group=zed)["number"]
+    second = fake.add_record(assignment_group=abe)["number"]
+    third = fake.add_record()["number"]
+    client = _client(fake)
+    assert _numbers(client, "ORDERBYassignment_group") == [third, second, first]
+    assert _numbers(client, "ORDERBYDESCassignment_group") == [first, second, third]
+
+
 def test_dot_walked_fields_in_queries_and_fields(fake: FakeServiceNow) -> None:
     rows = _list(
         _client(fake),

@@ -14,8 +14,8 @@
   ``total - limit``); v1 answers 404 for an empty result, v2 and unversioned an empty list; 400
   for an invalid parameter value; unknown ``sysparm_`` names and unknown fields are ignored (as
   the real instance does; ``invalid_query_returns_no_rows`` for the stricter property); without
-  ORDERBY rows come in sys_id order (a primary-key scan); ORDERBY sorts by stored values (a
-  reference by its sys_id, not by the name); ``task`` is a table of its own (no inheritance);
+  ORDERBY rows come in sys_id order (a primary-key scan); ORDERBY sorts by stored values, a
+  reference by its display value; ``task`` is a table of its own (no inheritance);
 - display values: choice labels from ``sys_choice`` (the table's, else ``task``'s), reference
   display fields (``name``, ``number``), dates in ``user_timezone`` and ``user_date_format``
   (query date literals are read in ``user_timezone`` too); durations as ``1 Day 4 Hours``;

@@ -359,8 +359,20 @@ class FakeServiceNow(Records, Access):
         extra = [[Condition(k, "=", self._filter_value(table, k, v))] for k, v in filters.items()]
         if extra:
             parsed.groups = [g + extra for g in parsed.groups] or [extra]
-        zone = self._zone()
-        return compile_query(parsed, table, self._query_resolve, zone=zone)
+        compiled = compile_query(parsed, table, self._query_resolve, zone=self._zone())
+        # a reference sorts by what it shows (the user's name, the group's name)
+        for at, (name, descending, get, key) in enumerate(compiled.order):
+            found = self._resolve(table, name)
+            if found is not None and found[2] is not None:
+                compiled.order[at] = (name, descending, self._shown(found[2], get), key)
+        return compiled
+
+    def _shown(self, target: str, get: Getter) -> Getter:
+        def shown(row: list[str]) -> str:
+            value = get(row)
+            return self._reference_display(target, value) if value else ""
+
+        return shown
 
     def _list(
         self,
