@@ -39,18 +39,6 @@ PRIORITY = {  # (impact, urgency) -> priority, the out-of-box lookup
 }
 
 
-class _Old:
-    """Read access to a row's current values (before a change is applied)."""
-
-    __slots__ = ("row", "table")
-
-    def __init__(self, table: Table, row: list[str]) -> None:
-        self.table, self.row = table, row
-
-    def __getitem__(self, name: str) -> str:
-        return self.table.value(self.row, name)
-
-
 def business_seconds(start: datetime, end: datetime) -> int:
     """Seconds between ``start`` and ``end`` inside Monday-Friday 08:00-17:00 UTC."""
     total = 0.0
@@ -200,49 +188,61 @@ class Records(Instance):
                 raise KeyError(f"no {table} record {sys_id}")
             self._check(fields, store)
             row = store.rows[sys_id]
-            old = _Old(store, row)
-            when = self._at(at)
-            stamp = fmt(when)
-            changes = dict(fields)
-            if store.schema.prefix is not None:
-                changes = self._rules(store, old, fields, when, actor)
             columns = store.columns
             if len(row) < len(columns):
                 row.extend([""] * (len(columns) - len(row)))
-            previous = {k: row[columns[k]] for k in changes}
-            changed = {k: v for k, v in changes.items() if previous[k] != v}
+            old = dict(zip(columns, row, strict=True))
+            when = self._at(at)
+            stamp = fmt(when)
+            changes = fields
+            if store.schema.prefix is not None:
+                changes = self._rules(store, old, fields, when, stamp, actor)
+            changed = {k: v for k, v in changes.items() if old[k] != v}
             if not changed:
                 return
             mod_count = int(old["sys_mod_count"] or 0) + 1
+            checkpoint = str(mod_count)
             store.update(
                 sys_id,
                 {
                     **changed,
                     "sys_updated_on": stamp,
                     "sys_updated_by": actor,
-                    "sys_mod_count": str(mod_count),
+                    "sys_mod_count": checkpoint,
                 },
             )
-            millis = int(when.timestamp() * 1000)
+            millis = f"{int(when.timestamp() * 1000):x}"
+            audit = self.tables["sys_audit"]
             for name, value in changed.items():
                 if audited(name):
-                    self._audit(
-                        table,
-                        sys_id,
-                        name,
-                        previous[name],
-                        value,
-                        actor,
-                        stamp,
-                        millis,
-                        mod_count,
+                    self._checkpoint += 1
+                    audit.insert_row(  # AUDIT_COLUMNS order
+                        [
+                            self.new_sys_id(),
+                            table,
+                            sys_id,
+                            name,
+                            old[name],
+                            value,
+                            actor,
+                            "",
+                            checkpoint,
+                            f"{millis}{self._checkpoint:07x}",
+                            stamp,
+                            actor,
+                        ]
                     )
 
     def _rules(
-        self, store: Table, old: _Old, fields: dict[str, str], when: datetime, actor: str
+        self,
+        store: Table,
+        old: dict[str, str],
+        fields: dict[str, str],
+        when: datetime,
+        stamp: str,
+        actor: str,
     ) -> dict[str, str]:
         out = dict(fields)
-        stamp = fmt(when)
 
         def derive(name: str, value: str) -> None:
             if name not in fields and name in store.columns:
