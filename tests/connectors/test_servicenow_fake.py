@@ -106,6 +106,9 @@ def test_oauth_password_and_refresh_grants_and_token_expiry() -> None:
     clock = [fake.wall() + 1800]
     fake.wall = lambda: clock[0]
     assert client.get("/api/now/table/incident", headers=bearer).status_code == 401
+    assert _client(fake).get("/api/now/table/incident").status_code == 200
+    fake.basic_auth = False
+    assert _client(fake).get("/api/now/table/incident").status_code == 401
 
 
 def test_oauth_is_refused_without_a_registered_client(fake: FakeServiceNow) -> None:

@@ -25,7 +25,8 @@
   changes the instance's choice lists (seeded with the documented defaults); ``generate()``
   makes realistic histories (``generate``);
 - HTTP Basic auth and OAuth 2 (``POST /oauth_token.do``, password and refresh_token grants,
-  Bearer tokens that expire after ``token_lifetime`` seconds); 401 with ServiceNow's body;
+  Bearer tokens that expire after ``token_lifetime`` seconds; ``basic_auth = False`` refuses
+  Basic credentials); 401 with ServiceNow's body;
 - ``audit_readable`` / ``journal_readable`` False: 403 ACL errors on those tables; ``hidden``
   sys_ids are counted but left out of pages (the limit applies before ACLs, as on the real API);
 - ``rate_limit`` per ``rate_window_seconds`` (real time): ``X-RateLimit-Limit``, ``-Remaining``,

@@ -59,6 +59,8 @@ class Access:
         self.client_secret = client_secret
         self.rate_limit = rate_limit
         self.rate_window_seconds = rate_window_seconds
+        self.basic_auth = True
+        """False: Basic credentials are refused (an instance that only takes OAuth tokens)"""
         self.token_lifetime: float = 1799
         """seconds an OAuth access token lives (``expires_in``)"""
         self.refresh_token_lifetime: float = 100 * 86_400
@@ -77,7 +79,7 @@ class Access:
     def authenticated(self, request: httpx.Request) -> bool:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
-        if scheme.lower() == "basic":
+        if scheme.lower() == "basic" and self.basic_auth:
             expected = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
             return secrets.compare_digest(value.strip(), expected)
         if scheme.lower() == "bearer":
