@@ -64,12 +64,14 @@ def generate(fake: Records, count: int, *, audit_rows: int | None = None, seed: 
         start_rows = len(audit.rows)
         for done, offset in enumerate(starts):
             if audit_rows is None:
-                budget = rng.choice((4, 8, 15, 25, 30, 40, 60))
+                budget = rng.choice((0, 1, 4, 8, 15, 25, 30, 40, 60))
             else:
                 remaining = audit_rows - (len(audit.rows) - start_rows)
                 mean = max(remaining, 0) / (count - done)
                 # a long tail: most incidents are short, some have long histories
                 budget = int(mean * rng.expovariate(1) + rng.random())
+                if mean >= 6 and rng.random() > 0.08:
+                    budget = max(budget, 4)  # most incidents get picked up, a few wait
             _lifecycle(
                 fake,
                 rng,
@@ -167,10 +169,12 @@ def _lifecycle(
     if rng.random() < 0.5:
         note()
     left = budget - used()
-    if closing >= 0.8 or left < CANCEL_COST:
-        return  # still open
-    if left < RESOLVE_COST:
-        step(state="8", hours=12)
+    if closing >= 0.8 or left < RESOLVE_COST:
+        # still open: waiting on someone, cancelled now and then, or in progress
+        if left >= 3 and rng.random() < 0.4:
+            step(state="3", hold_reason=rng.choice(HOLD_REASONS), hours=6)
+        elif left >= CANCEL_COST and rng.random() < 0.15:
+            step(state="8", hours=12)
         return
     step(state="6", hours=8)
     left = budget - used()
