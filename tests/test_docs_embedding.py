@@ -49,9 +49,12 @@ def _settings(url: str, monkeypatch: pytest.MonkeyPatch, **api: object) -> Setti
     return load_settings(None, warehouse={"url": url}, api={**config["api"], **api})
 
 
-@pytest.fixture
-def client(engine_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    with TestClient(create_app(_settings(engine_url, monkeypatch))) as c:
+@pytest.fixture(scope="module")
+def client(engine_url: str) -> Iterator[TestClient]:
+    """One app for the module (keys are read when it is built)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        app = create_app(_settings(engine_url, monkeypatch))
+    with TestClient(app) as c:
         yield c
 
 
