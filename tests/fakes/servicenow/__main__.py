@@ -9,6 +9,7 @@ prints ``listening http://127.0.0.1:PORT`` once it accepts connections.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import gc
 import sys
 import time
@@ -27,6 +28,16 @@ class _Discard(list[Recorded]):
 
     def append(self, item: Recorded) -> None:
         pass
+
+
+def _code_digest() -> str:
+    """A digest of the code that shapes a generated instance (a changed generator or rule makes
+    a new cache file instead of reusing a stale one)."""
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in ("generate.py", "records.py", "instance.py", "schema.py", "store.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         args.cache.mkdir(parents=True, exist_ok=True)
         cached = args.cache / (
             f"servicenow-{args.incidents}-{args.audit_rows}-{args.seed}"
-            f"-{int(args.audit_inserts)}-v{SAVE_VERSION}.pickle"
+            f"-{int(args.audit_inserts)}-v{SAVE_VERSION}-{_code_digest()}.pickle"
         )
     loaded = cached is not None and cached.exists()
     if cached is not None and loaded:
