@@ -9,8 +9,8 @@ prints ``listening http://127.0.0.1:PORT`` once it accepts connections.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import gc
+import hashlib
 import sys
 import time
 from pathlib import Path
