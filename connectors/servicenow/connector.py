@@ -23,8 +23,9 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import pandas as pd
@@ -116,6 +117,8 @@ class ServiceNowConnector:
         )
         self.unknown_mapped_to = config.unknown_status.value
         self.total: int | None = None
+        self.zone: tzinfo = UTC
+        """the integration user's time zone: the instance reads query literals in it"""
 
     @property
     def source(self) -> str:
@@ -133,6 +136,7 @@ class ServiceNowConnector:
     def details(self) -> dict[str, Any]:
         return {
             "tables": self.config.effective_tables,
+            "user_time_zone": str(self.zone),
             "history": "sys_audit" if self.audit else "snapshots",
             "paced_seconds": round(self.http.paced, 3),
             "warnings": list(self.warnings),
@@ -171,6 +175,44 @@ class ServiceNowConnector:
             )
         return self.mappers[table]
 
+    def user_zone(self) -> tzinfo:
+        """The integration user's time zone (``sys_user.time_zone``; UTC when unset or unreadable).
+
+        ServiceNow reads the date literals of an encoded query in it, so the literals are
+        written in it; anything but UTC is reported as a warning (an ambiguous hour at the end
+        of daylight saving time cannot be written unambiguously).
+        """
+        response = self.http.get(
+            f"{TABLE_PATH}/sys_user",
+            {
+                "sysparm_query": f"user_name={self.config.username or ''}",
+                "sysparm_fields": "user_name,time_zone",
+                "sysparm_limit": "1",
+                "sysparm_display_value": "false",
+            },
+            accept=(403,),
+        )
+        if response.status_code == 403:
+            return UTC
+        rows = parse_result(response, source=self.source)
+        name = str(rows[0].get("time_zone") or "") if rows else ""
+        if name in ("", "UTC", "GMT", "Etc/UTC", "Etc/GMT", "Universal", "Zulu"):
+            return UTC
+        try:
+            zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            self._warn(
+                f"the integration user's time zone `{name}` is unknown here: query dates are "
+                "written in UTC and may be off; set the user's time zone to GMT"
+            )
+            return UTC
+        self._warn(
+            f"the integration user's time zone is {name}, not UTC: query dates are written in "
+            "it, which is ambiguous for an hour when daylight saving time ends; set the "
+            "user's time zone to GMT"
+        )
+        return zone
+
     # --- tickets --------------------------------------------------------------------------
 
     def pages(self, *, since: datetime | None) -> Iterator[TicketPage]:
@@ -179,6 +221,7 @@ class ServiceNowConnector:
         Raises:
             ConnectorError: see ``connectors.errors``; pages already yielded stay valid.
         """
+        self.zone = self.user_zone()
         tables = self.config.effective_tables
         scans = [_Scan(table=t, position=since) for t in tables]
         number = 0
@@ -200,7 +243,7 @@ class ServiceNowConnector:
     ) -> TicketPage:
         limit = self.config.page_size
         params = list_params(
-            query=keyset_query(since=since, after=scan.after),
+            query=keyset_query(since=since, after=scan.after, zone=self.zone),
             fields=self.fields,
             limit=limit,
             offset=scan.offset,
@@ -416,7 +459,7 @@ class ServiceNowConnector:
             changed,
             since,
             lambda ids, start, offset: audit_params(
-                table=table, ids=ids, since=start, limit=limit, offset=offset
+                table=table, ids=ids, since=start, limit=limit, offset=offset, zone=self.zone
             ),
         )
         if got is None:
@@ -453,6 +496,7 @@ class ServiceNowConnector:
                 since=start,
                 limit=limit,
                 offset=offset,
+                zone=self.zone,
             ),
         )
         if got is None:

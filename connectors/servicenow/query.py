@@ -5,8 +5,8 @@ A list request is ``GET /api/now/table/<table>`` with an encoded query; the answ
 header (``rel="next"`` while more follow). Every raw value is a string; a reference is
 ``{"value": "<sys_id>"}`` (``link`` dropped by ``sysparm_exclude_reference_link``) or ``""``;
 with ``sysparm_display_value=all`` each field is ``{"value": ..., "display_value": ...}``.
-Date-times are ``YYYY-MM-DD HH:MM:SS`` in UTC (the integration user's time zone must be UTC
-for the query literals to mean the same instants, see docs/connectors/servicenow.md).
+Date-times are ``YYYY-MM-DD HH:MM:SS`` in UTC; the literals of an encoded query are read in the
+integration user's time zone, so they are written in it (see docs/connectors/servicenow.md).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import httpx
@@ -52,15 +52,18 @@ _SN_FORMAT = "%Y-%m-%d %H:%M:%S"
 _LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?([a-z]+)"?')
 
 
-def format_sn_datetime(value: datetime) -> str:
-    """An instant as a ServiceNow literal in UTC, floored to the second: ``2024-03-01 08:12:00``.
+def format_sn_datetime(value: datetime, zone: tzinfo = UTC) -> str:
+    """An instant as a ServiceNow query literal, floored to the second: ``2024-03-01 08:12:00``.
+
+    ``zone`` is the integration user's time zone, in which the instance reads the literals of
+    an encoded query (UTC unless the user has another).
 
     Raises:
         ValueError: a naive datetime (its zone would be guessed).
     """
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: give it a time zone")
-    return value.astimezone(UTC).strftime(_SN_FORMAT)
+    return value.astimezone(zone).strftime(_SN_FORMAT)
 
 
 def parse_sn_datetime(value: Any) -> datetime | None:
@@ -77,7 +80,11 @@ def parse_sn_datetime(value: Any) -> datetime | None:
 
 
 def keyset_query(
-    *, since: datetime | None, after: tuple[datetime, str] | None, extra: str = ""
+    *,
+    since: datetime | None,
+    after: tuple[datetime, str] | None,
+    extra: str = "",
+    zone: tzinfo = UTC,
 ) -> str:
     """``sysparm_query`` for one keyset page, ordered on ``(sys_updated_on, sys_id)``.
 
@@ -87,10 +94,10 @@ def keyset_query(
     """
     parts: list[str] = []
     if after is not None:
-        at = format_sn_datetime(after[0])
+        at = format_sn_datetime(after[0], zone)
         parts.append(f"sys_updated_on>={at}^sys_updated_on>{at}^ORsys_id>{after[1]}")
     elif since is not None:
-        parts.append(f"sys_updated_on>={format_sn_datetime(since)}")
+        parts.append(f"sys_updated_on>={format_sn_datetime(since, zone)}")
     if extra:
         parts.append(extra)
     parts.append("ORDERBYsys_updated_on^ORDERBYsys_id")
@@ -130,11 +137,12 @@ def audit_params(
     fields: Sequence[str] = AUDIT_FIELDS,
     limit: int,
     offset: int = 0,
+    zone: tzinfo = UTC,
 ) -> dict[str, str]:
     """``sys_audit`` rows of some records (from ``since`` on), in the order they happened."""
     query = f"tablename={table}^documentkeyIN{_in(ids)}^fieldnameIN{_in(fields)}"
     if since is not None:
-        query += f"^sys_created_on>={format_sn_datetime(since)}"
+        query += f"^sys_created_on>={format_sn_datetime(since, zone)}"
     query += "^ORDERBYsys_created_on^ORDERBYrecord_checkpoint^ORDERBYsys_id"
     return {
         "sysparm_query": query,
@@ -154,11 +162,12 @@ def journal_params(
     since: datetime | None,
     limit: int,
     offset: int = 0,
+    zone: tzinfo = UTC,
 ) -> dict[str, str]:
     """``sys_journal_field`` entries (comments, work notes) of some records."""
     query = f"name={table}^element_idIN{_in(ids)}^elementIN{_in(elements)}"
     if since is not None:
-        query += f"^sys_created_on>={format_sn_datetime(since)}"
+        query += f"^sys_created_on>={format_sn_datetime(since, zone)}"
     query += "^ORDERBYsys_created_on^ORDERBYsys_id"
     return {
         "sysparm_query": query,

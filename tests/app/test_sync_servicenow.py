@@ -621,3 +621,30 @@ def test_several_tables_in_one_source(engine: Engine, monkeypatch: pytest.Monkey
     item = sn.fake.add_record("sc_req_item")["sys_id"]
     assert _sync(engine, sn).status == "ok"
     assert _tickets(engine).loc[item, "type"] == "request"
+
+
+def test_a_user_time_zone_other_than_utc_is_written_into_the_literals_and_reported(
+    engine: Engine, sn: Instance, amsterdam: None
+) -> None:
+    fake = sn.fake
+    fake.user_timezone = "America/New_York"  # the instance reads query literals in it
+    users = fake.tables["sys_user"]
+    users.update(fake.user_id(fake.username), {"time_zone": "America/New_York"})
+    # 2024-03-10: New York goes from EST to EDT at 07:00 UTC
+    start = datetime(2024, 3, 10, 6, 30, tzinfo=UTC)
+    ids = [fake.add_record(at=start + timedelta(minutes=20 * i))["sys_id"] for i in range(6)]
+    assert _sync(engine, sn).status == "ok"
+    # changes just after the cursor (08:10 UTC): a literal read 4 hours late would miss them
+    fake.modify(ids[1], state="2", at=datetime(2024, 3, 10, 8, 11, tzinfo=UTC))
+    fake.modify(ids[4], state="2", at=datetime(2024, 3, 10, 8, 12, tzinfo=UTC))
+    before = len(fake.requests)
+    assert _sync(engine, sn).status == "ok"
+    (listed,) = [r for r in fake.requests[before:] if r.path == LIST]
+    # the cursor less the overlap, 08:08 UTC, is 04:08 EDT
+    assert listed.params["sysparm_query"].startswith("sys_updated_on>=2024-03-10 04:08:00^")
+    tickets = _tickets(engine)
+    assert set(tickets.loc[[ids[1], ids[4]], "state"]) == {"in_progress"}
+    _assert_warehouse_matches(engine, sn)
+    _chains_are_consistent(engine)
+    warnings = _state(engine)["details"]["warnings"]
+    assert any("time zone is America/New_York, not UTC" in w for w in warnings)
