@@ -209,7 +209,8 @@ def to_ns(series: pd.Series, *, name: str) -> I64:
         if factor == 1:
             return raw.copy()
         out = raw * factor
-        out[raw == NAT] = NAT
+        if len(raw) and int(raw.min()) == NAT:  # one pass to find out, not two
+            out[raw == NAT] = NAT
         return out
     if series.isna().all():
         return np.full(len(series), NAT, dtype=np.int64)
@@ -305,7 +306,7 @@ def with_none(values: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
 
 def lookup(table: npt.NDArray[Any], codes: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.object_]:
     """``table[codes]`` as objects, for ``codes`` that are indices into ``table`` or -1 (None)."""
-    out: npt.NDArray[np.object_] = with_none(table)[codes]
+    out: npt.NDArray[np.object_] = with_none(table).take(codes)
     return out
 
 

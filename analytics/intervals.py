@@ -167,7 +167,7 @@ def build_intervals(log: TicketLog, field: str) -> Intervals:
         tk, tm = log.ev_ticket, log.ev_time
     else:
         rows = np.flatnonzero(of_field)
-        tk, tm = log.ev_ticket[rows], log.ev_time[rows]
+        tk, tm = log.ev_ticket.take(rows), log.ev_time.take(rows)
 
     if rows is None:
         has = log.ev_offsets[1:] > log.ev_offsets[:-1]
@@ -215,7 +215,7 @@ def build_intervals(log: TicketLog, field: str) -> Intervals:
         r_tk, r_code, r_start = tk, codes, tm
         r_events = np.ones(len(tk), dtype=np.int64)
     else:
-        r_tk, r_code, r_start = tk[kept], codes[kept], tm[kept]
+        r_tk, r_code, r_start = tk.take(kept), codes.take(kept), tm.take(kept)
         r_events = np.diff(np.append(kept, len(tk))).astype(np.int64)
     r_end = np.full(len(kept), NAT, dtype=np.int64)
     if len(kept):

@@ -88,8 +88,8 @@ def _objects(series: pd.Series) -> Obj:
 class TicketLog:
     """Tickets and their events, matched and sorted; build it with ``prepare_log``.
 
-    ``tickets`` is the input ticket frame (a shallow copy: pandas copies on write, so later
-    changes to the caller's frame do not reach it), indexed 0..n-1; a ticket is
+    ``tickets`` is the input ticket frame itself (not copied: do not change it while the log is
+    in use), indexed 0..n-1 (a copy is made only to renumber another index); a ticket is
     referred to by that position everywhere inside the analytics. The event arrays are sorted by
     ticket, time, ``seq`` and input order.
     """
@@ -212,22 +212,22 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
     """
     require_columns(tickets, TICKET_INPUT_COLUMNS, frame="tickets")
     require_columns(events, EVENT_INPUT_COLUMNS, frame="events")
-    # a shallow copy (copy on write): selecting the needed columns costs more
+    # the frame itself, not a copy (even a shallow one costs more than the rest of a small log)
+    ticket_frame = tickets
     index = tickets.index
     if not isinstance(index, pd.RangeIndex) or index.start != 0 or index.step != 1:
         ticket_frame = tickets.reset_index(drop=True)
-    else:
-        ticket_frame = tickets.copy(deep=False)
+    dtypes = ticket_frame.dtypes
     for col in (CREATED_AT, RESOLVED_AT, CLOSED_AT, DUE_AT):
-        if not isinstance(ticket_frame[col].dtype, pd.DatetimeTZDtype):
+        if not isinstance(dtypes[col], pd.DatetimeTZDtype):
             to_ns(ticket_frame[col], name=col)  # raises unless the column is all missing
-    t_src, t_id = _objects(ticket_frame[SOURCE]), _objects(ticket_frame[EXTERNAL_ID])
+    t_src, t_id = TextColumn.of(ticket_frame[SOURCE]), _objects(ticket_frame[EXTERNAL_ID])
     n_tickets = len(ticket_frame)
 
     e_src, e_id = TextColumn.of(events[SOURCE]), TextColumn.of(events[TICKET_ID])
     ticket, same = _match(t_src, t_id, e_src, e_id)
     time = to_ns(events[OCCURRED_AT], name=OCCURRED_AT)
-    field = TextColumn.of(events[FIELD]).codes_in(FIELDS).astype(np.int8)
+    field = TextColumn.of(events[FIELD]).codes_in(FIELDS, dtype=np.int8)
     seq_col = events[SEQ]
     if seq_col.dtype.kind in "iu":
         seq = np.asarray(seq_col.to_numpy(), dtype=np.int64)
@@ -301,8 +301,9 @@ def _heads(*columns: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     return change
 
 
-def _key_index(src: Obj, ids: Obj, one_source: object) -> pd.Index:
-    if one_source is not None:
+def _key_index(src: Obj | None, ids: Obj) -> pd.Index:
+    """The ticket keys: the ids (one source, ``src`` None), else source and id joined."""
+    if src is None:
         return pd.Index(ids, dtype=object)
     return pd.Index(_joined(src, ids), dtype=object)
 
@@ -315,7 +316,7 @@ def _joined(src: Obj, ids: Obj) -> Obj:
 
 
 def _match(
-    t_src: Obj, t_id: Obj, e_src: TextColumn, e_id: TextColumn
+    t_src: TextColumn, t_id: Obj, e_src: TextColumn, e_id: TextColumn
 ) -> tuple[I64, npt.NDArray[np.bool_] | None]:
     """Ticket row of each event (-1 when the ticket is not in the ticket frame), and when the
     events turn out to be grouped in ticket order, whether each event has the ticket of the one
@@ -326,25 +327,29 @@ def _match(
     one hash lookup per run of events rather than per event. Categorical key columns are compared
     by their codes.
     """
-    n = len(t_src)
-    one_source = t_src[0] if n and bool((t_src == t_src[0]).all()) else None
+    n = len(t_id)
+    missing_key = InvalidInputError(
+        "tickets must have a `source` and an `external_id` on every row"
+    )
+    one_source = t_src.single() if n else None
+    src = None if one_source is not None else t_src.objects
     try:
         if n < 2:
             strictly_sorted = True
-        elif one_source is not None:
+        elif src is None:
             strictly_sorted = bool((t_id[1:] > t_id[:-1]).all())
         else:
-            later = (t_src[1:] > t_src[:-1]) | ((t_src[1:] == t_src[:-1]) & (t_id[1:] > t_id[:-1]))
+            later = (src[1:] > src[:-1]) | ((src[1:] == src[:-1]) & (t_id[1:] > t_id[:-1]))
             strictly_sorted = bool(later.all())
     except TypeError:  # None or NaN among the keys: cannot be ordered
         strictly_sorted = False
-    if (n and isinstance(one_source, float)) or (
-        not strictly_sorted and (pd.isna(t_src).any() or pd.isna(t_id).any())
-    ):
-        raise InvalidInputError("tickets must have a `source` and an `external_id` on every row")
+    if src is not None and n and pd.isna(src).any():
+        raise missing_key
+    if not strictly_sorted and pd.isna(t_id).any():
+        raise missing_key
     keys: pd.Index | None = None
     if not strictly_sorted:
-        keys = _key_index(t_src, t_id, one_source)
+        keys = _key_index(src, t_id)
         if not keys.is_unique:
             dup = keys[keys.duplicated()][0]
             raise InvalidInputError(
@@ -354,21 +359,26 @@ def _match(
         return np.zeros(0, dtype=np.int64), None
     change = _heads(e_src.keys, e_id.keys)
     heads = np.flatnonzero(change)
-    h_src, h_id = e_src.take(heads), e_id.take(heads)
+    h_id = e_id.take(heads)
     lengths = np.diff(np.append(heads, len(e_src)))
+    # within a run the source is the same: checking the heads checks every event
+    if one_source is not None:
+        h_same_src = e_src.equals(one_source, heads)
+    else:
+        assert src is not None
+        h_same_src = None
     if (
         strictly_sorted
         and len(heads) == n
-        and bool((h_src == t_src).all())
         and bool((h_id == t_id).all())
+        and bool(h_same_src.all() if h_same_src is not None else (e_src.take(heads) == src).all())
     ):
         return np.repeat(np.arange(n, dtype=np.int64), lengths), ~change[1:]
+    if keys is None:
+        keys = _key_index(src, t_id)
+    if h_same_src is not None:
+        head_rows = keys.get_indexer(pd.Index(h_id, dtype=object)).astype(np.int64)
+        head_rows[~h_same_src] = -1
     else:
-        if keys is None:
-            keys = _key_index(t_src, t_id, one_source)
-        if one_source is not None:
-            head_rows = keys.get_indexer(pd.Index(h_id, dtype=object)).astype(np.int64)
-            head_rows[h_src != one_source] = -1
-        else:
-            head_rows = keys.get_indexer(pd.Index(_joined(h_src, h_id))).astype(np.int64)
+        head_rows = keys.get_indexer(pd.Index(_joined(e_src.take(heads), h_id))).astype(np.int64)
     return np.repeat(head_rows, lengths), None

@@ -45,14 +45,18 @@ def factorize_codes(codes: Codes, n_values: int) -> tuple[I64, I64]:
     give for the values the codes stand for, without hashing them.
     """
     n = len(codes)
-    present = np.flatnonzero(codes >= 0)
+    if n and int(codes.min()) >= 0:
+        present, picked = np.arange(n, dtype=np.int64), codes
+    else:
+        present = np.flatnonzero(codes >= 0)
+        picked = codes.take(present)
     first = np.full(n_values, n, dtype=np.int64)
-    np.minimum.at(first, codes[present], present)
+    np.minimum.at(first, picked, present)
     used = np.flatnonzero(first < n)
-    used = used[np.argsort(first[used], kind="stable")]
+    used = used.take(np.argsort(first.take(used), kind="stable"))
     renumber = np.full(n_values + 1, -1, dtype=np.int64)  # the last slot maps -1 to -1
     renumber[used] = np.arange(len(used), dtype=np.int64)
-    return renumber[codes], used
+    return renumber.take(codes), used
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,7 +101,7 @@ class TextColumn:
         """Per row, something equal exactly where the values are (the codes when there are):
         for finding runs of equal values."""
         if self.codes is not None:
-            return self.codes if self.order is None else self.codes[self.order]
+            return self.codes if self.order is None else self.codes.take(self.order)
         return self.objects
 
     @cached_property
@@ -107,33 +111,73 @@ class TextColumn:
             assert self.table is not None
             return lookup(self.table, self.keys)
         assert self.values is not None
-        return self.values if self.order is None else self.values[self.order]
+        return self.values if self.order is None else self.values.take(self.order)
 
     def take(self, rows: I64) -> Obj:
         """The values at ``rows`` as objects (missing: None for coded columns)."""
         if self.codes is not None and "objects" not in self.__dict__:
             assert self.table is not None
-            return lookup(self.table, self.keys[rows])
-        return self.objects[rows]
+            codes = self.keys.take(rows)
+            if len(codes) and int(codes.min()) >= 0:
+                out: Obj = self.table.take(codes)
+                return out
+            return lookup(self.table, codes)
+        taken: Obj = self.objects.take(rows)
+        return taken
 
-    def codes_in(self, known: tuple[str, ...], rows: I64 | None = None) -> I64:
+    def single(self) -> str | None:
+        """The string every row holds, when all hold the same one (None otherwise)."""
+        if self.codes is not None:
+            assert self.table is not None
+            keys = self.keys
+            if not len(keys) or keys[0] < 0 or not bool((keys == keys[0]).all()):
+                return None
+            value = self.table[keys[0]]
+        else:
+            values = self.objects
+            if not len(values) or not bool((values == values[0]).all()):
+                return None
+            value = values[0]
+        return value if isinstance(value, str) else None
+
+    def equals(self, value: str, rows: I64) -> npt.NDArray[np.bool_]:
+        """Whether the value at each of ``rows`` is ``value``."""
+        if self.codes is not None:
+            assert self.table is not None
+            code = np.flatnonzero(self.table == value)
+            if not len(code):
+                return np.zeros(len(rows), dtype=bool)
+            out: npt.NDArray[np.bool_] = self.keys.take(rows) == code[0]
+            return out
+        return np.asarray(self.objects.take(rows) == value, dtype=bool)
+
+    def codes_in(
+        self,
+        known: tuple[str, ...],
+        rows: I64 | None = None,
+        *,
+        dtype: type[np.signedinteger[Any]] = np.int64,
+    ) -> npt.NDArray[np.signedinteger[Any]]:
         """Index of each value (at ``rows``, else all) in ``known``; -1 for missing or unknown."""
         if self.codes is None:
-            values = self.objects if rows is None else self.objects[rows]
-            return codes_in(values, known)
+            values = self.objects if rows is None else self.objects.take(rows)
+            return codes_in(values, known).astype(dtype, copy=False)
         assert self.table is not None
-        table = np.append(codes_in(self.table, known), -1)
-        out: I64 = table[self.keys if rows is None else self.keys[rows]]
+        table = np.append(codes_in(self.table, known), -1).astype(dtype)
+        keys = self.keys if rows is None else self.keys.take(rows)
+        if len(keys) and bool((keys == keys[0]).all()):  # e.g. a log of one field
+            return np.full(len(keys), table[keys[0]], dtype=dtype)
+        out: npt.NDArray[np.signedinteger[Any]] = table.take(keys)
         return out
 
     def factorize(self, rows: I64 | None = None) -> tuple[I64, Obj]:
         """Codes (-1 for missing) and distinct values of the values at ``rows`` (else all), the
         codes numbered in order of first appearance (as ``pandas.factorize``)."""
         if self.codes is None:
-            values = self.objects if rows is None else self.objects[rows]
+            values = self.objects if rows is None else self.objects.take(rows)
             codes, uniques = pd.factorize(values)
             return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
         assert self.table is not None
-        picked = self.keys if rows is None else self.keys[rows]
+        picked = self.keys if rows is None else self.keys.take(rows)
         codes, used = factorize_codes(picked, len(self.table))
         return codes, self.table[used]

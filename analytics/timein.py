@@ -114,14 +114,14 @@ def _dense_groups(
     np.minimum.at(first, key, start)
     last = np.full(cells, NAT, dtype=np.int64)
     np.maximum.at(last, key, ends)
-    b_time = exact_bincount(key, business, cells)[g_key] if business is not None else None
+    b_time = exact_bincount(key, business, cells).take(g_key) if business is not None else None
     return _Groups(
         key=g_key,
-        time=exact_bincount(key, dur, cells)[g_key],
+        time=exact_bincount(key, dur, cells).take(g_key),
         business=b_time,
-        visits=visits[g_key].astype(np.int64),
-        first=first[g_key],
-        last=last[g_key],
+        visits=visits.take(g_key).astype(np.int64, copy=False),
+        first=first.take(g_key),
+        last=last.take(g_key),
     )
 
 
@@ -172,7 +172,8 @@ def time_in_values(
         g = _dense_groups(key, log.n_tickets * width, dur, start, ends, business)
     else:
         g = _sorted_groups(key, dur, start, ends, business)
-    g_tk, g_code = g.key // width, g.key % width - 1
+    g_tk = g.key // width
+    g_code = g.key - g_tk * width - 1
     columns: dict[str, object] = {
         **log.keys(g_tk),
         VALUE: text_of(iv.values, g_code),

@@ -9,7 +9,7 @@ from pandas.testing import assert_frame_equal
 from analytics.errors import InvalidInputError, MissingColumnsError
 from analytics.intervals import field_intervals
 from analytics.log import prepare_log
-from tests.analytics.builders import make_events, make_tickets, ts
+from tests.analytics.builders import as_categories, make_events, make_tickets, ts
 from tests.analytics.scenario import EVENTS, TICKETS, shuffled
 
 
@@ -154,10 +154,11 @@ def test_tickets_matched_by_source_and_id() -> None:
     }
 
 
-def test_duplicate_tickets_are_refused() -> None:
+@pytest.mark.parametrize("coded", [False, True], ids=["plain", "categorical"])
+def test_duplicate_tickets_are_refused(coded: bool) -> None:
     tickets = make_tickets({"external_id": "B"}, {"external_id": "A"}, {"external_id": "B"})
     with pytest.raises(InvalidInputError, match="unique"):
-        prepare_log(tickets, make_events())
+        prepare_log(as_categories(tickets) if coded else tickets, make_events())
 
 
 def test_missing_columns_are_listed() -> None:
@@ -203,9 +204,11 @@ def test_unknown_interval_field_is_refused() -> None:
         prepare_log(TICKETS, EVENTS).intervals("priority")
 
 
+@pytest.mark.parametrize("coded", [False, True], ids=["plain", "categorical"])
+@pytest.mark.parametrize("row", [0, 1])
 @pytest.mark.parametrize("column", ["source", "external_id"])
-def test_tickets_without_a_key_are_refused(column: str) -> None:
+def test_tickets_without_a_key_are_refused(column: str, row: int, coded: bool) -> None:
     tickets = make_tickets({"external_id": "A"}, {"external_id": "B"}, {"external_id": "C"})
-    tickets.loc[1, column] = None
+    tickets.loc[row, column] = None
     with pytest.raises(InvalidInputError, match="on every row"):
-        prepare_log(tickets, make_events())
+        prepare_log(as_categories(tickets) if coded else tickets, make_events())
