@@ -11,6 +11,7 @@ integration user's time zone, so they are written in it (see docs/connectors/ser
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -76,7 +77,29 @@ def parse_sn_datetime(value: Any) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"expected a date-time string, got {type(value).__name__}")
-    return datetime.strptime(value, _SN_FORMAT).replace(tzinfo=UTC)
+    return _parse(value)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _parse(value: str) -> datetime:
+    """Sliced by position (``strptime`` costs ten times more; rows of one update share their
+    time, so the cache hits often)."""
+    if len(value) != 19 or value[4] != "-" or value[7] != "-" or value[10] != " ":
+        raise ValueError(f"date-time `{value}` is not YYYY-MM-DD HH:MM:SS")
+    if value[13] != ":" or value[16] != ":":
+        raise ValueError(f"date-time `{value}` is not YYYY-MM-DD HH:MM:SS")
+    try:
+        return datetime(
+            int(value[0:4]),
+            int(value[5:7]),
+            int(value[8:10]),
+            int(value[11:13]),
+            int(value[14:16]),
+            int(value[17:19]),
+            tzinfo=UTC,
+        )
+    except ValueError as e:
+        raise ValueError(f"date-time `{value}` is not YYYY-MM-DD HH:MM:SS ({e})") from e
 
 
 def keyset_query(
