@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ConfigError
@@ -101,7 +100,7 @@ class KeyRing:
         return len(self._entries)
 
     def _digest(self, key: str) -> bytes:
-        return hmac.new(self._pepper, key.encode(), hashlib.sha256).digest()
+        return hmac.digest(self._pepper, key.encode(), "sha256")
 
     def lookup(self, presented: str) -> Principal | None:
         """The key's principal, None for an unknown key (every entry is compared, no early exit)."""
@@ -226,7 +225,20 @@ _DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
 class SecurityHeadersMiddleware:
-    """Adds nosniff, no-referrer and, unless the route set its own, a no-framing CSP."""
+    """Adds nosniff, no-referrer and, unless the route set its own, a no-framing CSP.
+
+    Works on the raw header list of the response (no ``MutableHeaders`` per request: on a
+    cached answer that was a third of the time the app spent)."""
+
+    _ALWAYS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cache-control", b"no-store"),
+    )
+    _FRAMING = (
+        (b"content-security-policy", _DEFAULT_CSP.encode()),
+        (b"x-frame-options", b"DENY"),
+    )
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -238,13 +250,12 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                headers.setdefault("Cache-Control", "no-store")
-                if "content-security-policy" not in headers:
-                    headers["Content-Security-Policy"] = _DEFAULT_CSP
-                    headers["X-Frame-Options"] = "DENY"
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [h for h in self._ALWAYS if h[0] not in present]
+                if b"content-security-policy" not in present:
+                    headers += self._FRAMING
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -184,6 +184,10 @@ class Figures:
     cold_ms: float
     """the first request (the first of each server and endpoint computes the answer)"""
     server: str = "current"
+    server_cpu_us: float = float("nan")
+    """CPU time of the server process per request (all its threads), microseconds"""
+    client_cpu_us: float = float("nan")
+    """CPU time of the load generator per request, microseconds"""
 
 
 class _ClientProtocol(asyncio.Protocol):
@@ -383,8 +387,23 @@ def _start_server(
     raise RuntimeError("the server did not start within 60 s")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _measure(
-    base: str, path: str, headers: dict[str, str], args: argparse.Namespace, *, label: str
+    base: str,
+    path: str,
+    headers: dict[str, str],
+    args: argparse.Namespace,
+    *,
+    label: str,
+    pid: int,
 ) -> Figures | None:
     t0 = time.perf_counter()
     cold = httpx.get(base + path, headers=headers, timeout=600)
@@ -392,11 +411,15 @@ def _measure(
     if cold.status_code != 200:
         print(f"{label} {path}: {cold.status_code} {cold.text[:200]}", file=sys.stderr)
         return None
+    server_cpu, client_cpu = _cpu_seconds(pid), time.process_time()
     lat, errors, elapsed = _run(
         _load(base, path, headers, args.connections, args.seconds, args.max_requests),
         loop=args.client_loop,
     )
+    server_cpu = _cpu_seconds(pid) - server_cpu
+    client_cpu = time.process_time() - client_cpu
     ms = sorted(x * 1000 for x in lat)
+    n = max(len(ms) + errors, 1)
     return Figures(
         endpoint=path,
         connections=args.connections,
@@ -410,6 +433,8 @@ def _measure(
         max_ms=round(ms[-1], 2) if ms else float("nan"),
         cold_ms=round(cold_ms, 1),
         server=label,
+        server_cpu_us=round(server_cpu / n * 1e6, 1),
+        client_cpu_us=round(client_cpu / n * 1e6, 1),
     )
 
 
@@ -417,11 +442,13 @@ def _print(results: list[Figures]) -> None:
     print(
         f"{'server':<10}{'endpoint':<24}{'conn':>5}{'req':>8}{'err':>5}{'req/s':>9}{'p50':>8}"
         f"{'p95':>8}{'p99':>8}{'max':>8}{'cold':>9}   (ms)"
+        f"{'srv CPU/req':>13}{'cli CPU/req':>13} (µs)"
     )
     for r in results:
         print(
             f"{r.server:<10}{r.endpoint:<24}{r.connections:>5}{r.requests:>8}{r.errors:>5}"
             f"{r.rps:>9}{r.p50_ms:>8}{r.p95_ms:>8}{r.p99_ms:>8}{r.max_ms:>8}{r.cold_ms:>9}"
+            f"{'':8}{r.server_cpu_us:>13}{r.client_cpu_us:>13}"
         )
 
 
@@ -435,7 +462,11 @@ def _medians(results: list[Figures]) -> None:
         rps = statistics.median(r.rps for r in rows)
         p50 = statistics.median(r.p50_ms for r in rows)
         p99 = statistics.median(r.p99_ms for r in rows)
-        print(f"{server:<10}{endpoint:<24} req/s {rps:>8.1f}  p50 {p50:>7.2f}  p99 {p99:>7.2f}")
+        cpu = statistics.median(r.server_cpu_us for r in rows)
+        print(
+            f"{server:<10}{endpoint:<24} req/s {rps:>8.1f}  p50 {p50:>7.2f}  p99 {p99:>7.2f}"
+            f"  server CPU/request {cpu:>6.1f} µs"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -507,8 +538,8 @@ def main(argv: list[str] | None = None) -> int:
                 servers.append((label, f"http://127.0.0.1:{port}", proc))
             for _ in range(args.rounds):
                 for path in args.endpoint or ENDPOINTS:
-                    for label, base, _proc in servers:
-                        found = _measure(base, path, headers, args, label=label)
+                    for label, base, proc in servers:
+                        found = _measure(base, path, headers, args, label=label, pid=proc.pid)
                         if found is None:
                             return 1
                         results.append(found)

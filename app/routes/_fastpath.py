@@ -54,6 +54,8 @@ class _Answer:
 
 
 def _request_key(path: str, query: bytes) -> Hashable:
+    if not query:
+        return (path, ())
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     return (path, tuple(sorted(pairs)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -83,6 +84,7 @@ class TelemetryMiddleware:
     def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
         self.app = app
         self.telemetry = telemetry
+        self._cache: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,24 +105,40 @@ class TelemetryMiddleware:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "(unmatched)"
             method = scope["method"]
-            self.telemetry.requests.labels(method=method, route=route, status=str(status)).inc()
-            self.telemetry.latency.labels(method=method, route=route).observe(seconds)
-            state = scope.get("state") or {}
-            log.info(
-                "%s %s %s %.1f ms",
-                method,
-                scope["path"],
-                status,
-                seconds * 1000,
-                extra={
-                    "method": method,
-                    "path": scope["path"],
-                    "route": route,
-                    "status": status,
-                    "ms": round(seconds * 1000, 2),
-                    "caller": state.get("principal", "anonymous"),
-                },
+            counter, histogram = self._children(method, route, status)
+            counter.inc()
+            histogram.observe(seconds)
+            if log.isEnabledFor(logging.INFO):
+                state = scope.get("state") or {}
+                log.info(
+                    "%s %s %s %.1f ms",
+                    method,
+                    scope["path"],
+                    status,
+                    seconds * 1000,
+                    extra={
+                        "method": method,
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "ms": round(seconds * 1000, 2),
+                        "caller": state.get("principal", "anonymous"),
+                    },
+                )
+
+    def _children(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        """The counter and histogram of one label set (``labels()`` costs more than the
+        observation itself; route templates and statuses are few)."""
+        key = (method, route, status)
+        found = self._cache.get(key)
+        if found is None:
+            found = (
+                self.telemetry.requests.labels(method=method, route=route, status=str(status)),
+                self.telemetry.latency.labels(method=method, route=route),
             )
+            if len(self._cache) < 4096:
+                self._cache[key] = found
+        return found
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness and warehouse reachability")
