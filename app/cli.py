@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.errors import ConfigError, TicketflowError
+from app.errors import ConfigError, TicketflowError, WarehouseError
 from app.importer import ImportSummary, import_log
 from app.logs import configure_logging
 from app.settings import Settings, load_settings
@@ -36,6 +37,12 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     name="ticketflow",
     help="Ticket-flow analytics for IT service desks.",
+    epilog=(
+        "Start here: `ticketflow demo` runs everything on a simulated service desk. "
+        "Your own desk: write ticketflow.toml (README: Configuration), then "
+        "`ticketflow sync` and `ticketflow serve`. Help on a command: "
+        "`ticketflow COMMAND --help`."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -106,7 +113,14 @@ def db_current() -> None:
     out.print(f"database: {current_revision(engine) or 'empty'}; code: {head_revision()}")
 
 
-@app.command("import-log")
+@app.command(
+    "import-log",
+    epilog=(
+        "Examples:\n\n"
+        "  ticketflow import-log bpic2013_incidents.csv.gz --format bpic2013 --source volvo\n\n"
+        "  ticketflow import-log export.csv --source mydesk   # a configured csv source"
+    ),
+)
 def import_log_command(
     path: Annotated[
         Path | None, typer.Argument(help="The log file (.csv or .csv.gz).", show_default=False)
@@ -200,7 +214,10 @@ def print_summary(summary: ImportSummary) -> None:
         out.print(f"  ... and {len(summary.skipped) - 10} more")
 
 
-@app.command("sync")
+@app.command(
+    "sync",
+    epilog=("Examples:\n\n  ticketflow sync\n\n  ticketflow sync --source servicedesk --full"),
+)
 def sync_command(
     source: Annotated[
         str | None,
@@ -223,6 +240,16 @@ def sync_command(
     from app.sync import sync_sources
 
     settings = _settings()
+    if source is None and not any(s.kind != "eventlog" for s in settings.sources):
+        raise ConfigError(
+            [
+                (
+                    "sources",
+                    "no helpdesk source is configured: add a [[sources]] table to "
+                    "ticketflow.toml (README: Configuration), or try `ticketflow demo`",
+                )
+            ]
+        )
     interactive = sys.stderr.isatty()
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -331,7 +358,10 @@ def sources_command() -> None:
             )
 
 
-@app.command("worker")
+@app.command(
+    "worker",
+    epilog="Examples:\n\n  ticketflow worker\n\n  ticketflow worker --once   # e.g. from cron",
+)
 def worker_command(
     once: Annotated[
         bool, typer.Option("--once", help="Run every due job once, then exit.")
@@ -349,7 +379,14 @@ def worker_command(
     handle.wait()
 
 
-@app.command("serve")
+@app.command(
+    "serve",
+    epilog=(
+        "Examples:\n\n"
+        "  ticketflow serve\n\n"
+        "  ticketflow --config prod.toml serve --host 0.0.0.0 --port 8080 --workers 4"
+    ),
+)
 def serve_command(
     host: Annotated[
         str | None, typer.Option("--host", help="Address to listen on (default: api.host).")
@@ -493,26 +530,60 @@ def demo_command(
     err.print("demo stopped", highlight=False)
 
 
+def _one_line(text: object) -> str:
+    """A message on one line (driver errors span several; their "Background" link is noise)."""
+    lines = [line.strip() for line in str(text).splitlines()]
+    return " ".join(x for x in lines if x and not x.startswith("(Background on this error"))
+
+
+def _config_hint(e: ConfigError) -> str:
+    keys = [key for key, _reason in e.problems]
+    if "config file" in keys:
+        return "; pass an existing TOML file with --config, or fix TICKETFLOW_CONFIG"
+    if all(key.startswith("--") or "README" in reason for key, reason in e.problems):
+        return ""  # these say what to do themselves
+    return "; fix these keys in the config file or the environment (README: Configuration)"
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Entry point: run the CLI, turning our errors into a message and an exit code."""
+    """Entry point: run the CLI, turning every error into ONE line that says what to do.
+
+    Exit codes: 2 usage and configuration errors, 1 other failures (warehouse, helpdesk,
+    import), 130 interrupted.
+    """
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
     try:
         app(standalone_mode=False)
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        sys.exit(2)
+        _fail(_one_line(e) + _config_hint(e), 2)
+    except WarehouseError as e:
+        text = _one_line(e)
+        if text.startswith("cannot open warehouse"):
+            text += (
+                "; check [warehouse] url (or TICKETFLOW_WAREHOUSE_URL) and that the database "
+                "server is running"
+            )
+        _fail(text, 1)
     except (TicketflowError, ConnectorError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        sys.exit(1)
-    except typer.Abort:
+        _fail(_one_line(e), 1)
+    except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+    except NoArgsIsHelpError as e:
+        e.show()  # the help text itself
+        sys.exit(0)
+    except UsageError as e:
+        path = e.ctx.command_path.split()[1:] if e.ctx is not None else []
+        command = " ".join(["ticketflow", *path])
+        _fail(f"{_one_line(e.format_message())} (see `{command} --help`)", 2)
+    except ClickException as e:
+        _fail(_one_line(e.format_message()), e.exit_code)
 
 
 if __name__ == "__main__":
