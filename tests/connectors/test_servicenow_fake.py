@@ -619,15 +619,15 @@ def _audit_by_record(fake: FakeServiceNow) -> dict[str, list[dict[str, str]]]:
     return by_record
 
 
-def test_generated_histories_are_consistent(busy: FakeServiceNow) -> None:
-    incidents = busy.tables["incident"]
-    by_record = _audit_by_record(busy)
-    total = sum(len(v) for v in by_record.values())
-    assert 4300 <= total <= 4700
+def _check_histories(fake: FakeServiceNow, table: str) -> tuple[set[str], int]:
+    """Each record's audit trail replays to its current values and explains its
+    reassignment_count; returns the states entered and how many records went A -> B -> A."""
+    records = fake.tables[table]
+    by_record = _audit_by_record(fake)
     states: set[str] = set()
     pingpong = 0
-    for sys_id, row in incidents.rows.items():
-        record = incidents.as_dict(row)
+    for sys_id, row in records.rows.items():
+        record = records.as_dict(row)
         entries = by_record.get(sys_id, [])
         groups = [e for e in entries if e["fieldname"] == "assignment_group"]
         moves = sum(1 for e in groups if e["oldvalue"])
@@ -648,19 +648,57 @@ def test_generated_histories_are_consistent(busy: FakeServiceNow) -> None:
         if entries:
             assert int(record["sys_mod_count"]) >= int(entries[-1]["record_checkpoint"])
             assert record["sys_updated_on"] >= max(e["sys_created_on"] for e in entries)
+    latest = max(records.value(r, "sys_updated_on") for r in records.rows.values())
+    assert fake.now.strftime("%Y-%m-%d %H:%M:%S") >= latest
+    return states, pingpong
+
+
+def test_generated_histories_are_consistent(busy: FakeServiceNow) -> None:
+    incidents = busy.tables["incident"]
+    by_record = _audit_by_record(busy)
+    total = sum(len(v) for v in by_record.values())
+    assert 4300 <= total <= 4700
+    states, pingpong = _check_histories(busy, "incident")
     assert {"2", "3", "6", "7"} <= states
     assert pingpong > 0
     reopened = [r for r in incidents.rows.values() if incidents.value(r, "reopen_count") != "0"]
     assert reopened
     held = {e["newvalue"] for v in by_record.values() for e in v if e["fieldname"] == "hold_reason"}
     assert {"1", "3", "4", "5"} <= held
+    now = {incidents.value(r, "state") for r in incidents.rows.values()}
+    assert {"2", "3", "6", "7"} <= now
     journal = busy.tables["sys_journal_field"]
     assert {journal.value(r, "element") for r in journal.rows.values()} == {
         "comments",
         "work_notes",
     }
-    latest = max(incidents.value(r, "sys_updated_on") for r in incidents.rows.values())
-    assert busy.now.strftime("%Y-%m-%d %H:%M:%S") >= latest
+
+
+def test_generated_request_items_follow_the_task_state_model() -> None:
+    fake = FakeServiceNow()
+    fake.generate(80, audit_rows=800, seed=2, table="sc_req_item")
+    items = fake.tables["sc_req_item"]
+    assert len(items.rows) == 80 and not fake.tables["incident"].rows
+    assert 700 <= len(fake.tables["sys_audit"].rows) <= 900
+    states, _pingpong = _check_histories(fake, "sc_req_item")
+    assert {"2", "-5", "3", "4"} <= states
+    for row in items.rows.values():
+        record = items.as_dict(row)
+        closed = record["state"] in ("3", "4", "7")
+        assert record["number"].startswith("RITM")
+        assert (record["active"], bool(record["closed_at"])) == (
+            ("false", True) if closed else ("true", False)
+        )
+    rows = _list(
+        _client(fake),
+        "sc_req_item",
+        sysparm_query="state=-5",
+        sysparm_fields="state",
+        sysparm_display_value="true",
+    ).json()["result"]
+    assert {r["state"] for r in rows} <= {"Pending"}
+    with pytest.raises(ValueError, match="not 'problem'"):
+        fake.generate(1, table="problem")
 
 
 def test_keyset_scan_over_http_sees_every_row_once(busy: FakeServiceNow) -> None:

@@ -23,7 +23,7 @@
   (see ``records``; ``audit_inserts`` also audits new records); ``add_journal()`` writes
   ``sys_journal_field`` only (journal entries write no sys_audit row here); ``set_choice()``
   changes the instance's choice lists (seeded with the documented defaults); ``generate()``
-  makes realistic histories (``generate``);
+  makes realistic histories of incidents or request items (``generate``);
 - HTTP Basic auth and OAuth 2 (``POST /oauth_token.do``, password and refresh_token grants,
   Bearer tokens that expire after ``token_lifetime`` seconds; ``basic_auth = False`` refuses
   Basic credentials); 401 with ServiceNow's body;

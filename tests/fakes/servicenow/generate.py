@@ -1,11 +1,13 @@
-"""Realistic incident histories, made through ``modify()`` so the audit trail is the real one.
+"""Realistic histories, made through ``modify()`` so the audit trail is the real one.
 
 Each incident is logged by a caller or the service desk, goes to a group, is picked up, and then
 takes some of: reassignment to another group (sometimes back again: A -> B -> A), on hold with a
 reason (awaiting caller, problem, vendor or change) and back, a priority change, comments and
 work notes; it ends resolved (sometimes reopened and resolved again), closed, cancelled, or
-still open. With ``audit_rows`` the lifecycles are sized so the instance ends up with about that
-many ``sys_audit`` rows in total.
+still open (in progress or on hold). Records of a table on the task state model
+(``sc_req_item``, ``sc_request``, ``task``) go Open, Work in Progress (now and then Pending and
+back, or to another group) and end Closed Complete/Incomplete/Skipped or stay open. With
+``audit_rows`` the lifecycles are sized so the run adds about that many ``sys_audit`` rows.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from tests.fakes.servicenow.records import PRIORITY, Records
+from tests.fakes.servicenow.records import OWN_STATE_MODELS, PRIORITY, Records
 
 __all__ = ["GROUPS", "generate"]
 
@@ -31,6 +33,7 @@ HOLD_REASONS = ("1", "3", "4", "5")  # awaiting caller, problem, vendor, change
 RESOLVE_COST = 12  # audit rows written by resolving (state and the stamped fields)
 CLOSE_COST = 5
 REOPEN_COST = 7
+TASK_CLOSE_COST = 4  # state, closed_at, closed_by, active
 CANCEL_COST = 6
 
 
@@ -51,8 +54,26 @@ def _people(fake: Records, rng: random.Random) -> tuple[list[str], list[str], li
     return group_ids, agents, callers
 
 
-def generate(fake: Records, count: int, *, audit_rows: int | None = None, seed: int = 1) -> None:
-    """Add ``count`` incidents with histories over a year from the fake's clock."""
+def generate(
+    fake: Records,
+    count: int,
+    *,
+    audit_rows: int | None = None,
+    seed: int = 1,
+    table: str = "incident",
+) -> None:
+    """Add ``count`` records with histories over a year from the fake's clock: incidents, or
+    records of a table on the task state model (``sc_req_item``, ``sc_request``, ``task``)."""
+    if (
+        table in OWN_STATE_MODELS
+        or table not in fake.tables
+        or not fake.tables[table].schema.prefix
+    ):
+        raise ValueError(
+            f"generate makes incidents and task-state records (sc_req_item, sc_request, task),"
+            f" not {table!r}"
+        )
+    lifecycle = _lifecycle if table == "incident" else _task_lifecycle
     rng = random.Random(seed)
     audit = fake.tables["sys_audit"]
     users = fake.tables["sys_user"]
@@ -72,9 +93,10 @@ def generate(fake: Records, count: int, *, audit_rows: int | None = None, seed: 
                 budget = int(mean * rng.expovariate(1) + rng.random())
                 if mean >= 6 and rng.random() > 0.08:
                     budget = max(budget, 4)  # most incidents get picked up, a few wait
-            _lifecycle(
+            lifecycle(
                 fake,
                 rng,
+                table=table,
                 when=base + timedelta(seconds=offset),
                 budget=budget,
                 groups=groups,
@@ -87,6 +109,7 @@ def _lifecycle(
     fake: Records,
     rng: random.Random,
     *,
+    table: str,
     when: datetime,
     budget: int,
     groups: list[str],
@@ -183,3 +206,66 @@ def _lifecycle(
         step(state="6", hours=8)
     if budget - used() >= CLOSE_COST:
         step("system", state="7", hours=72)
+
+
+def _task_lifecycle(
+    fake: Records,
+    rng: random.Random,
+    *,
+    table: str,
+    when: datetime,
+    budget: int,
+    groups: list[str],
+    agents: list[str],
+    callers: list[str],
+) -> None:
+    """A request item or task: Open, Work in Progress (now and then Pending), then Closed
+    Complete, Closed Incomplete or Closed Skipped, or still open."""
+    audit = fake.tables["sys_audit"]
+    users = fake.tables["sys_user"]
+    requester = users.value(users.rows[rng.choice(callers)], "user_name")
+    t = when
+    record = fake.add_record(
+        table,
+        at=t,
+        actor=requester,
+        short_description=rng.choice(("New laptop", "Access to share", "Software licence")),
+        contact_type="self-service",
+    )
+    sys_id = record["sys_id"]
+    start = len(audit.rows)
+
+    def used() -> int:
+        return len(audit.rows) - start
+
+    def step(*, hours: float = 4, **fields: str) -> None:
+        nonlocal t
+        t += timedelta(seconds=max(1, int(rng.expovariate(1 / (hours * 3600)))))
+        fake.change(sys_id, table=table, at=t, actor=rng.choice(agents), **fields)
+
+    if budget < 1:
+        return
+    history = [rng.choice(groups)]
+    step(assignment_group=history[0], hours=1)
+    if budget - used() < 2:
+        return
+    step(assigned_to=fake.user_id(rng.choice(agents)), state="2", hours=2)
+    closing = rng.random() < 0.8
+    reserve = TASK_CLOSE_COST if closing else 0
+    for _ in range(40):
+        if budget - used() - reserve < 3:
+            break
+        pick = rng.random()
+        if pick < 0.35:
+            target = rng.choice([g for g in groups if g != history[-1]])
+            history.append(target)
+            step(assignment_group=target, assigned_to="")
+        elif pick < 0.7:
+            step(state="-5", hours=8)
+            step(state="2", hours=48)
+        else:
+            fake.add_journal(
+                sys_id, "Ordered from the supplier", element="work_notes", table=table, at=t
+            )
+    if closing and budget - used() >= TASK_CLOSE_COST:
+        step(state=rng.choices(("3", "4", "7"), weights=(16, 3, 1))[0], hours=24)

@@ -8,7 +8,8 @@ open state raises ``reopen_count`` and clears the resolution; resolving stamps `
 ``closed_at``/``_by`` and clears ``active``; leaving On Hold clears ``hold_reason``;
 ``incident_state`` follows ``state`` (On Hold awaiting the caller is legacy 4 Awaiting User
 Info, other holds 3); a new impact or urgency recomputes ``priority``. A value given explicitly
-always wins over a rule. Every changed field except ``sys_*`` writes one ``sys_audit`` row
+always wins over a rule. On the task state model (``sc_req_item``, ``sc_request``, ``task``)
+closing (3, 4, 7) stamps ``closed_at``/``_by`` and clears ``active``. Every changed field except ``sys_*`` writes one ``sys_audit`` row
 (references as sys_ids); ``audit_inserts`` also audits each non-empty field of a new record
 (oldvalue empty, record_checkpoint 0).
 """
@@ -25,6 +26,9 @@ from tests.fakes.servicenow.store import Table
 __all__ = ["AUDIT_COLUMNS", "PRIORITY", "Records", "business_seconds", "fmt"]
 
 OPEN_STATES = frozenset({"1", "2", "3"})
+TASK_CLOSED_STATES = frozenset({"3", "4", "7"})  # Closed Complete / Incomplete / Skipped
+OWN_STATE_MODELS = frozenset({"problem", "change_request"})
+"""task tables whose states are not the task model (no close rules for them here)"""
 RESOLVED_STATES = frozenset({"6", "7"})
 PRIORITY = {  # (impact, urgency) -> priority, the out-of-box lookup
     ("1", "1"): "1",
@@ -256,6 +260,8 @@ class Records(Instance):
             if key in PRIORITY:
                 derive("priority", PRIORITY[key])
         if "incident_state" not in store.columns:
+            if store.name not in OWN_STATE_MODELS:
+                self._task_state_rules(store, old, fields, out, stamp, actor)
             return out
         state = fields.get("state", old["state"])
         hold = fields.get("hold_reason", old["hold_reason"])
@@ -294,6 +300,32 @@ class Records(Instance):
             derive("closed_by", actor_id)
             derive("active", "false")
         return out
+
+    def _task_state_rules(
+        self,
+        store: Table,
+        old: dict[str, str],
+        fields: dict[str, str],
+        out: dict[str, str],
+        stamp: str,
+        actor: str,
+    ) -> None:
+        """The task state model (``sc_req_item``, ``sc_request``, ``task``): closing stamps
+        ``closed_at``/``_by`` and clears ``active``; leaving a closed state undoes that."""
+        state = fields.get("state", old["state"])
+        if state == old["state"]:
+            return
+        closing = state in TASK_CLOSED_STATES
+        if closing == (old["state"] in TASK_CLOSED_STATES):
+            return
+        values = (
+            {"closed_at": stamp, "closed_by": self.user_id(actor), "active": "false"}
+            if closing
+            else {"closed_at": "", "closed_by": "", "active": "true"}
+        )
+        for name, value in values.items():
+            if name not in fields:
+                out[name] = value
 
     def _audit(
         self,

@@ -87,10 +87,13 @@ class FakeServiceNow(Records, Access):
         self.on_request: Callable[[httpx.Request], None] | None = None
         self.add_user(username, "Integration User")
 
-    def generate(self, count: int, *, audit_rows: int | None = None, seed: int = 1) -> None:
-        """Add ``count`` incidents with realistic histories (see ``generate``); with
-        ``audit_rows`` the instance ends up with about that many sys_audit rows."""
-        generate(self, count, audit_rows=audit_rows, seed=seed)
+    def generate(
+        self, count: int, *, audit_rows: int | None = None, seed: int = 1, table: str = "incident"
+    ) -> None:
+        """Add ``count`` incidents (or ``sc_req_item``/``sc_request``/``task`` records) with
+        realistic histories (see ``generate``); with ``audit_rows`` the instance ends up with
+        about that many more sys_audit rows."""
+        generate(self, count, audit_rows=audit_rows, seed=seed, table=table)
 
     def warm(self) -> None:
         """Build the sorted indexes now (the first query would otherwise pay for it)."""
