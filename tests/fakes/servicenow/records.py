@@ -9,9 +9,10 @@ open state raises ``reopen_count`` and clears the resolution; resolving stamps `
 ``incident_state`` follows ``state`` (On Hold awaiting the caller is legacy 4 Awaiting User
 Info, other holds 3); a new impact or urgency recomputes ``priority``. A value given explicitly
 always wins over a rule. On the task state model (``sc_req_item``, ``sc_request``, ``task``)
-closing (3, 4, 7) stamps ``closed_at``/``_by`` and clears ``active``. Every changed field except ``sys_*`` writes one ``sys_audit`` row
-(references as sys_ids); ``audit_inserts`` also audits each non-empty field of a new record
-(oldvalue empty, record_checkpoint 0).
+closing (3, 4, 7) stamps ``closed_at``/``_by`` and clears ``active``. Every changed field
+writes one ``sys_audit`` row (references as sys_ids), except system fields (``schema.audited``);
+``audit_inserts`` also audits each non-empty field of a new record (oldvalue empty,
+record_checkpoint 0).
 """
 
 from __future__ import annotations
