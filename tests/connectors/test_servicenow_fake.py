@@ -447,6 +447,61 @@ def test_indexed_plans_answer_exactly_like_a_full_scan(busy: FakeServiceNow) -> 
     assert plans["index"] > 100 and plans["filter"] > 10 and plans["scan"] > 10
 
 
+def test_random_queries_answer_like_a_full_scan(busy: FakeServiceNow) -> None:
+    rng = random.Random(11)
+    incidents = busy.tables["incident"]
+    rows = list(incidents.rows.values())
+    stamps = sorted({incidents.value(r, "sys_updated_on") for r in rows})
+    ids = sorted(incidents.rows)
+
+    def condition() -> str:
+        field = rng.choice(["sys_updated_on", "sys_updated_on", "sys_id", "state", "priority"])
+        if field == "sys_updated_on":
+            op = rng.choice([">", ">=", "<", "<=", "=", "!=", "BETWEEN", "IN", "ISNOTEMPTY"])
+            value = rng.choice(stamps)
+            if op == "BETWEEN":
+                return f"{field}BETWEEN{value}@{rng.choice(stamps)}"
+            if op == "IN":
+                return f"{field}IN{value},{rng.choice(stamps)}"
+            return f"{field}{op}" + ("" if op == "ISNOTEMPTY" else value)
+        if field == "sys_id":
+            op = rng.choice([">", ">=", "<", "<=", "=", "!=", "NOT IN"])
+            return f"sys_id{op}{rng.choice(ids)}"
+        return f"{field}{rng.choice(['=', '!=', '>', '<=', 'IN'])}{rng.choice('123678')}"
+
+    plans: defaultdict[str, int] = defaultdict(int)
+    for _ in range(300):
+        groups = []
+        for _g in range(rng.choice([1, 1, 2, 3])):
+            clauses = [
+                "^OR".join(condition() for _ in range(rng.choice([1, 1, 2])))
+                for _ in range(rng.choice([1, 2, 3]))
+            ]
+            groups.append("^".join(clauses))
+        order = rng.choice(
+            [
+                "^ORDERBYsys_updated_on^ORDERBYsys_id",
+                "^ORDERBYDESCsys_updated_on^ORDERBYDESCsys_id",
+                "^ORDERBYsys_updated_on",
+                "",
+                "^ORDERBYstate^ORDERBYsys_id",
+            ]
+        )
+        query = "^NQ".join(groups) + order
+        offset, limit = rng.choice([0, 0, 5]), rng.choice([3, 50, 1000])
+        got = select(incidents, busy.compile(incidents, query, {}), offset=offset, limit=limit)
+        expected = _brute(busy, "incident", query)
+        plans[got.plan] += 1
+        if not order:  # no order asked for: any order will do
+            assert got.total == len(expected), query
+            assert set(got.ids) <= set(expected), query
+            if offset == 0 and limit >= len(expected):
+                assert sorted(got.ids) == sorted(expected), query
+        else:
+            assert (got.ids, got.total) == (expected[offset : offset + limit], len(expected)), query
+    assert plans["index"] >= 5 and plans["filter"] >= 20 and plans["scan"] >= 20, plans
+
+
 def test_audit_queries_use_the_partitioned_index(busy: FakeServiceNow) -> None:
     audit = busy.tables["sys_audit"]
     stamps = sorted({audit.value(r, "sys_created_on") for r in audit.rows.values()})
