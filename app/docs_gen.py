@@ -144,6 +144,24 @@ ENVIRONMENT: list[tuple[str, str, str]] = [
         "unset",
     ),
     (
+        "TICKETFLOW_DEMO_TOPDESK_PASSWORD",
+        "set by `ticketflow demo` in its own process: the simulated desk's generated password "
+        "(never printed); nothing to set",
+        "generated",
+    ),
+    (
+        "TICKETFLOW_DEMO_WEBHOOK_SECRET",
+        "set by `ticketflow demo` in its own process: the generated secret that signs the "
+        "alerts to its webhook inbox; nothing to set",
+        "generated",
+    ),
+    (
+        "TICKETFLOW_DEMO_EMBED_KEY",
+        "set by `ticketflow demo` in its own process: the generated embed-token key; nothing "
+        "to set",
+        "generated",
+    ),
+    (
         "TICKETFLOW_TEST_PG_URL",
         "tests: the PostgreSQL server the PostgreSQL tests use",
         "`postgresql+psycopg://postgres@127.0.0.1:5432/test`",
