@@ -159,6 +159,12 @@ def _writer(
         return write_reference
     if mode == "false":
         return get
+    # no label, no zone or format to apply: the display value is the stored one
+    shown_as_stored = not labels and (
+        kind not in (DATETIME, DURATION) or (kind == DATETIME and zone is None and form == STORED)
+    )
     if mode == "true":
-        return lambda row: display(get(row))
+        return get if shown_as_stored else (lambda row: display(get(row)))
+    if shown_as_stored:
+        return lambda row: {"display_value": (v := get(row)), "value": v}
     return lambda row: {"display_value": display(v := get(row)), "value": v}
