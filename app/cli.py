@@ -488,10 +488,25 @@ def demo_command(
             help="Replace the file at --db even if it is not a demo database.",
         ),
     ] = False,
+    history_days: Annotated[
+        float,
+        typer.Option(
+            "--history-days", min=1, max=120, help="Days of history the desk starts with."
+        ),
+    ] = 42.0,
+    replay_steps: Annotated[
+        int,
+        typer.Option(
+            "--replay-steps",
+            min=1,
+            max=5000,
+            help="Syncs that replay the history (more: finer history, slower start).",
+        ),
+    ] = 120,
 ) -> None:
     """Run the whole product on a simulated service desk: no helpdesk or set-up needed.
 
-    A generator of realistic calls (6 weeks of history, then live calls) is served as a
+    A generator of realistic calls (weeks of history, then live calls) is served as a
     TOPdesk-compatible API on loopback; the real TOPdesk connector syncs it into a SQLite
     warehouse; the scheduler syncs, evaluates alerts and delivers them to a built-in webhook
     inbox every 10 s; the dashboard, charts and API are served. Prints the URLs once the
@@ -504,7 +519,16 @@ def demo_command(
     configure_logging("WARNING", "text")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     demo = Demo(
-        DemoOptions(host=host, port=port, db=db, speed=speed, seed=seed, reset=reset),
+        DemoOptions(
+            host=host,
+            port=port,
+            db=db,
+            speed=speed,
+            seed=seed,
+            reset=reset,
+            history_days=history_days,
+            steps=replay_steps,
+        ),
         say=lambda text: err.print(text, highlight=False, markup=False),
     )
     try:
@@ -556,6 +580,7 @@ def main() -> None:
     Exit codes: 2 usage and configuration errors, 1 other failures (warehouse, helpdesk,
     import), 130 interrupted.
     """
+    from sqlalchemy.exc import DBAPIError
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
     try:
@@ -572,6 +597,12 @@ def main() -> None:
         _fail(text, 1)
     except (TicketflowError, ConnectorError) as e:
         _fail(_one_line(e), 1)
+    except DBAPIError as e:  # a command that reached the database without make_engine's check
+        _fail(
+            f"the warehouse failed: {_one_line(e.orig or e)}; check [warehouse] url "
+            "(or TICKETFLOW_WAREHOUSE_URL) and that the database server is running",
+            1,
+        )
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
