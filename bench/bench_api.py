@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
@@ -35,8 +36,9 @@ from typing import Any, TypeVar, cast
 import httpx
 import numpy as np
 import pandas as pd
+from sqlalchemy import create_engine
 
-from app.warehouse import insert_events, make_engine, upsert_tickets
+from app.warehouse import insert_events, make_engine, save_sync_state, upsert_tickets
 from connectors.base import EVENT_COLUMNS, TICKET_COLUMNS, derived_event_keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,6 +186,8 @@ class Figures:
     cold_ms: float
     """the first request (the first of each server and endpoint computes the answer)"""
     server: str = "current"
+    over_1s: int = 0
+    """requests that took longer than a second"""
     server_cpu_us: float = float("nan")
     """CPU time of the server process per request (all its threads), microseconds"""
     client_cpu_us: float = float("nan")
@@ -291,7 +295,7 @@ async def _load(
             while time.perf_counter() < deadline and len(latencies) + errors < cap:
                 t0 = time.perf_counter()
                 try:
-                    ok = await asyncio.wait_for(conn.get(path), timeout=30) == 200
+                    ok = await asyncio.wait_for(conn.get(path), timeout=120) == 200
                 except (OSError, TimeoutError, RuntimeError):
                     ok = False
                     await conn.close()
@@ -396,6 +400,17 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _touch_warehouse(url: str) -> None:
+    """Change the warehouse's version (a sync run is recorded) without changing its data: the
+    server reloads the snapshot and recomputes every result, as after a real sync."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            save_sync_state(conn, source="bench-touch", kind="eventlog", now=datetime.now(UTC))
+    finally:
+        engine.dispose()
+
+
 def _measure(
     base: str,
     path: str,
@@ -404,6 +419,7 @@ def _measure(
     *,
     label: str,
     pid: int,
+    url: str,
 ) -> Figures | None:
     t0 = time.perf_counter()
     cold = httpx.get(base + path, headers=headers, timeout=600)
@@ -412,10 +428,16 @@ def _measure(
         print(f"{label} {path}: {cold.status_code} {cold.text[:200]}", file=sys.stderr)
         return None
     server_cpu, client_cpu = _cpu_seconds(pid), time.process_time()
+    touch: threading.Timer | None = None
+    if args.change_after is not None:
+        touch = threading.Timer(args.change_after, _touch_warehouse, (url,))
+        touch.start()
     lat, errors, elapsed = _run(
         _load(base, path, headers, args.connections, args.seconds, args.max_requests),
         loop=args.client_loop,
     )
+    if touch is not None:
+        touch.join()
     server_cpu = _cpu_seconds(pid) - server_cpu
     client_cpu = time.process_time() - client_cpu
     ms = sorted(x * 1000 for x in lat)
@@ -433,6 +455,7 @@ def _measure(
         max_ms=round(ms[-1], 2) if ms else float("nan"),
         cold_ms=round(cold_ms, 1),
         server=label,
+        over_1s=sum(1 for x in ms if x > 1000),
         server_cpu_us=round(server_cpu / n * 1e6, 1),
         client_cpu_us=round(client_cpu / n * 1e6, 1),
     )
@@ -442,13 +465,13 @@ def _print(results: list[Figures]) -> None:
     print(
         f"{'server':<10}{'endpoint':<24}{'conn':>5}{'req':>8}{'err':>5}{'req/s':>9}{'p50':>8}"
         f"{'p95':>8}{'p99':>8}{'max':>8}{'cold':>9}   (ms)"
-        f"{'srv CPU/req':>13}{'cli CPU/req':>13} (µs)"
+        f"{'srv CPU/req':>13}{'cli CPU/req':>13} (µs){'>1 s':>6}"
     )
     for r in results:
         print(
             f"{r.server:<10}{r.endpoint:<24}{r.connections:>5}{r.requests:>8}{r.errors:>5}"
             f"{r.rps:>9}{r.p50_ms:>8}{r.p95_ms:>8}{r.p99_ms:>8}{r.max_ms:>8}{r.cold_ms:>9}"
-            f"{'':8}{r.server_cpu_us:>13}{r.client_cpu_us:>13}"
+            f"{'':8}{r.server_cpu_us:>13}{r.client_cpu_us:>13}{'':5}{r.over_1s:>6}"
         )
 
 
@@ -503,6 +526,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=1, help="measurements per endpoint")
     parser.add_argument(
+        "--change-after",
+        type=float,
+        help="seconds into each measurement at which the warehouse changes (a sync run is "
+        "recorded): shows what requests see while the server reloads and recomputes",
+    )
+    parser.add_argument(
         "--cache-seconds",
         type=float,
         default=300.0,
@@ -518,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         repos = [("current", REPO, url)]
         if args.baseline is not None:
             repos.append(("baseline", args.baseline.resolve(), args.baseline_url or url))
-        servers: list[tuple[str, str, subprocess.Popen[bytes]]] = []
+        servers: list[tuple[str, str, subprocess.Popen[bytes], str]] = []
         headers = {"X-API-Key": key}
         results: list[Figures] = []
         try:
@@ -535,18 +564,20 @@ def main(argv: list[str] | None = None) -> int:
                     repo=repo,
                     cache_seconds=args.cache_seconds,
                 )
-                servers.append((label, f"http://127.0.0.1:{port}", proc))
+                servers.append((label, f"http://127.0.0.1:{port}", proc, where))
             for _ in range(args.rounds):
                 for path in args.endpoint or ENDPOINTS:
-                    for label, base, proc in servers:
-                        found = _measure(base, path, headers, args, label=label, pid=proc.pid)
+                    for label, base, proc, where in servers:
+                        found = _measure(
+                            base, path, headers, args, label=label, pid=proc.pid, url=where
+                        )
                         if found is None:
                             return 1
                         results.append(found)
         finally:
-            for _label, _base, proc in servers:
+            for _label, _base, proc, _url in servers:
                 proc.send_signal(signal.SIGINT)
-            for _label, _base, proc in servers:
+            for _label, _base, proc, _url in servers:
                 try:
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
