@@ -502,7 +502,7 @@ def demo_command(
             max=5000,
             help="Syncs that replay the history (more: finer history, slower start).",
         ),
-    ] = 120,
+    ] = 80,
 ) -> None:
     """Run the whole product on a simulated service desk: no helpdesk or set-up needed.
 

@@ -76,7 +76,7 @@ class DemoOptions:
     seed: int = 1
     reset: bool = False
     history_days: float = 42.0
-    steps: int = 120
+    steps: int = 80
     """catch-up replay steps (more: finer history, slower start)"""
     sync_seconds: float = 10.0
 
@@ -380,7 +380,6 @@ class Demo:
         web.start()
         self._servers.append(web)
         self.scheduler = start_scheduler(settings, background=True)
-
         token = ""
         if not public_read:
             token = "?token=" + _dashboard_token(settings)
@@ -390,6 +389,11 @@ class Demo:
             "api": f"{base}/api/v1/tickets",
             "openapi": f"{base}/api/v1/openapi.json",
         }
+        # compute the dashboard's analytics now, so that the first visit does not wait for them
+        warm = threading.Thread(
+            target=_warm_up, args=(self.urls["dashboard"],), name="demo-warm-up", daemon=True
+        )
+        warm.start()
         self.ready_seconds = time.monotonic() - started
         log.info("demo ready", extra={"replay_seconds": round(replayed, 1)})
 
@@ -425,6 +429,13 @@ class Demo:
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads.clear()
+
+
+def _warm_up(url: str) -> None:
+    try:
+        httpx.get(url, timeout=120)
+    except httpx.HTTPError as e:  # the visitor's own request computes it then
+        log.warning("dashboard warm-up failed: %s", e)
 
 
 def _dashboard_token(settings: Settings) -> str:
