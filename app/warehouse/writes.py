@@ -25,6 +25,7 @@ import pandas as pd
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from app.warehouse.schema import SyncState, UnknownStatus
 from app.warehouse.types import utc_strings
@@ -82,6 +83,7 @@ def _json_default(value: Any) -> Any:
 
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 _JSON_OPTIONS |= orjson.OPT_PASSTHROUGH_DATACLASS
+_dumps = orjson.dumps
 _stdlib_json = json.JSONEncoder(default=str, separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -108,7 +110,16 @@ def _json_text(value: Any) -> str:
 
 
 def _json(values: pd.Series) -> list[str]:
-    return [_json_text(v) for v in _objects(values)]
+    objects = _objects(values)
+    try:  # the common case in one pass: dicts and lists that orjson encodes by itself
+        return [
+            v
+            if isinstance(v, str)
+            else _dumps({} if v is None else v, None, _JSON_OPTIONS).decode()
+            for v in objects
+        ]
+    except (orjson.JSONEncodeError, TypeError):
+        return [_json_text(v) for v in objects]
 
 
 def _now_text(now: datetime, dialect: str) -> str:
@@ -116,6 +127,11 @@ def _now_text(now: datetime, dialect: str) -> str:
 
 
 def _ticket_rows(frame: pd.DataFrame, *, dialect: str, now: datetime) -> list[tuple[Any, ...]]:
+    return list(zip(*_ticket_columns(frame, dialect=dialect, now=now), strict=True))
+
+
+def _ticket_columns(frame: pd.DataFrame, *, dialect: str, now: datetime) -> list[list[Any]]:
+    """The bind values of ``TICKET_WRITE_COLUMNS``, one list per column."""
     columns: list[list[Any]] = []
     for name in TICKET_COLUMNS:
         series = frame[name]
@@ -128,10 +144,15 @@ def _ticket_rows(frame: pd.DataFrame, *, dialect: str, now: datetime) -> list[tu
         else:
             columns.append(_objects(series))
     columns.append([_now_text(now, dialect)] * len(frame))
-    return list(zip(*columns, strict=True))
+    return columns
 
 
 def _event_rows(frame: pd.DataFrame, *, dialect: str, now: datetime) -> list[tuple[Any, ...]]:
+    return list(zip(*_event_columns(frame, dialect=dialect, now=now), strict=True))
+
+
+def _event_columns(frame: pd.DataFrame, *, dialect: str, now: datetime) -> list[list[Any]]:
+    """The bind values of ``EVENT_WRITE_COLUMNS``, one list per column."""
     columns: list[list[Any]] = []
     for name in EVENT_COLUMNS:
         series = frame[name]
@@ -142,7 +163,7 @@ def _event_rows(frame: pd.DataFrame, *, dialect: str, now: datetime) -> list[tup
         else:
             columns.append(_objects(series))
     columns.append([_now_text(now, dialect)] * len(frame))
-    return list(zip(*columns, strict=True))
+    return columns
 
 
 def _placeholders(dialect: str, n: int) -> str:
@@ -233,17 +254,36 @@ def _upsert_sqlite(conn: Connection, frame: pd.DataFrame, now: datetime) -> tupl
     rowid), so the rows above that mark are the inserted ones. Only once some rowid reaches
     2**63 - 1 does SQLite pick new rowids at random; then the table is counted before and after.
     """
-    rows = _ticket_rows(frame, dialect="sqlite", now=now)
-    upsert = _ticket_upsert_sql("sqlite")
+    columns = _ticket_columns(frame, dialect="sqlite", now=now)
     mark = conn.exec_driver_sql("SELECT max(rowid) FROM tickets").scalar()
     top = -1 if mark is None else int(mark)
-    if top >= 2**63 - 1 - len(rows):
+    if top >= 2**63 - 1 - len(frame):
         before = _count_tickets(conn)
-        written = conn.exec_driver_sql(upsert, rows).rowcount
+        written = _executemany(conn, _ticket_upsert_sql("sqlite"), columns)
         return written, _count_tickets(conn) - before
-    written = conn.exec_driver_sql(upsert, rows).rowcount
+    written = _executemany(conn, _ticket_upsert_sql("sqlite"), columns)
     new = conn.exec_driver_sql("SELECT count(*) FROM tickets WHERE rowid > ?", (top,))
     return written, int(new.scalar_one())
+
+
+def _executemany(conn: Connection, sql: str, columns: list[list[Any]]) -> int:
+    """Run ``sql`` once per row on the DB-API cursor; return the rows it changed.
+
+    The rows are zipped from the columns while the driver reads them: each tuple is bound
+    and dropped at once (no list of a batch's tuples), which keeps the memory it touches small.
+    A driver error is raised as SQLAlchemy's (``IntegrityError`` ...), as ``conn.execute`` would.
+    """
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(sql, zip(*columns, strict=True))
+        return int(cursor.rowcount)
+    except dbapi.Error as e:
+        raise DBAPIError.instance(sql, None, e, dbapi.Error, dialect=conn.dialect) from e
+    finally:
+        cursor.close()
 
 
 def _count_tickets(conn: Connection) -> int:
@@ -287,12 +327,13 @@ def insert_events(conn: Connection, events: pd.DataFrame, *, now: datetime) -> i
     if events.empty:
         return 0
     dialect = conn.dialect.name
-    rows = _event_rows(events, dialect=dialect, now=now)
     if dialect == "postgresql":
+        rows = _event_rows(events, dialect=dialect, now=now)
         stage = "_tf_stage_events"
         _copy_to_stage(conn, table="events", stage=stage, columns=EVENT_WRITE_COLUMNS, rows=rows)
         return int(conn.exec_driver_sql(_event_insert_sql(dialect, from_stage=stage)).rowcount)
-    return int(conn.exec_driver_sql(_event_insert_sql(dialect), rows).rowcount)
+    columns = _event_columns(events, dialect=dialect, now=now)
+    return _executemany(conn, _event_insert_sql(dialect), columns)
 
 
 def _upsert(

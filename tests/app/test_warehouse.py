@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import IntegrityError
 
 from app.errors import WarehouseError
 from app.warehouse import (
@@ -18,6 +19,8 @@ from app.warehouse import (
     save_sync_state,
     upsert_tickets,
 )
+from app.warehouse.stats import SourceTotals, warehouse_totals
+from app.warehouse.types import utc_strings
 from connectors.base import (
     EventField,
     EventOrigin,
@@ -123,7 +126,7 @@ def test_failed_transaction_writes_nothing(engine: Engine) -> None:
         upsert_tickets(conn, tickets_frame([_ticket("keep")]), now=NOW)
     bad = tickets_frame([_ticket("new")])
     bad.loc[0, "state"] = "not-a-state"  # violates the check constraint
-    with pytest.raises(Exception, match=r"(?i)check"), engine.begin() as conn:
+    with pytest.raises(IntegrityError, match=r"(?i)check"), engine.begin() as conn:
         upsert_tickets(conn, tickets_frame([_ticket("also-new")]), now=NOW)
         upsert_tickets(conn, bad, now=NOW)
     with engine.connect() as conn:
@@ -157,3 +160,41 @@ def test_outdated_or_foreign_database_is_refused(sqlite_url: str) -> None:
         conn.exec_driver_sql("CREATE TABLE something_else (x INTEGER)")
     with pytest.raises(WarehouseError, match="no ticketflow schema version"):
         make_engine(sqlite_url)
+
+
+def test_warehouse_totals_count_what_is_stored(engine: Engine) -> None:
+    other = _ticket("x", source="other")
+    with engine.begin() as conn:
+        upsert_tickets(conn, tickets_frame([_ticket("1"), _ticket("2"), other]), now=NOW)
+        insert_events(conn, events_frame([_event("1", 1, "A"), _event("1", 2, "B", "A")]), now=NOW)
+    with engine.begin() as conn:  # an idempotent re-import changes nothing, totals stay
+        upsert_tickets(conn, tickets_frame([_ticket("1"), _ticket("2")]), now=NOW)
+        assert insert_events(conn, events_frame([_event("1", 1, "A")]), now=NOW) == 0
+    with engine.connect() as conn:
+        assert warehouse_totals(conn) == {
+            "desk": SourceTotals("desk", tickets=2, events=2),
+            "other": SourceTotals("other", tickets=1, events=0),
+        }
+        assert warehouse_totals(conn, source="other") == {
+            "other": SourceTotals("other", tickets=1, events=0)
+        }
+        assert warehouse_totals(conn, source="none") == {"none": SourceTotals("none", 0, 0)}
+
+
+def test_utc_strings_keep_missing_times_missing() -> None:
+    stamps = pd.Series(pd.to_datetime(["2024-01-02T03:04:05.678901Z", "NaT"], utc=True))
+    assert utc_strings(stamps, dialect="sqlite").tolist() == ["2024-01-02T03:04:05.678901", None]
+    assert utc_strings(stamps, dialect="postgresql").tolist() == [
+        "2024-01-02T03:04:05.678901Z",
+        None,
+    ]
+
+
+def test_event_of_an_unknown_ticket_is_refused_and_nothing_is_written(engine: Engine) -> None:
+    with engine.begin() as conn:
+        upsert_tickets(conn, tickets_frame([_ticket("1")]), now=NOW)
+    events = events_frame([_event("1", 1, "A"), _event("missing", 2, "B")])
+    with pytest.raises(IntegrityError, match=r"(?i)foreign key"), engine.begin() as conn:
+        insert_events(conn, events, now=NOW)
+    with engine.connect() as conn:
+        assert read_events_frame(conn).empty
