@@ -81,11 +81,11 @@ class SimulatedDesk:
                 self._push(Change(at, change.call, change.fields, change.action))
 
     def top_up_live(self, *, ahead: timedelta) -> int:
-        """Queue live calls until arrivals are known ``ahead`` of the latest one; returns how
-        many were added."""
+        """Queue live calls until arrivals are known until ``ahead`` after the desk's clock;
+        returns how many were added."""
         added = 0
         with self._lock:
-            horizon = max(self._live_until, self.api.clock) + ahead
+            horizon = self.api.clock + ahead
             while self._live_until < horizon:
                 calls = self.generator.live(self._live_until, 10, pace=self.pace)
                 self._enqueue(calls, remap=False)

@@ -105,6 +105,10 @@ def prepare_database(path: Path, *, reset: bool) -> None:
                 [("--db", f"the folder {path.parent} does not exist: create it or pick another")]
             )
         return
+    if _in_use(path):
+        raise ConfigError(
+            [("--db", f"another demo is using {path}: stop it first, or use --db another path")]
+        )
     if not reset and not _is_demo_database(path):
         raise ConfigError(
             [
@@ -123,6 +127,23 @@ def prepare_database(path: Path, *, reset: bool) -> None:
             raise ConfigError([("--db", f"cannot remove {victim}: {e.strerror}")]) from e
     for lock in path.parent.glob(f"{path.name}.*lock"):
         lock.unlink(missing_ok=True)
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a running scheduler holds the lock beside the database (see app.scheduler)."""
+    import fcntl
+
+    lock = Path(f"{path}.scheduler.lock")
+    if not lock.exists():
+        return False
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _is_demo_database(path: Path) -> bool:
