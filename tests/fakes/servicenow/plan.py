@@ -340,8 +340,12 @@ def _select_scan(
     ids = [sid for sid in candidates if predicate(rows[sid])]
     # without ORDERBY rows come in primary-key (sys_id) order, as a table scan does
     ids.sort()
-    if compiled.order:
-        for _name, descending, get, key in reversed(compiled.order):
+    order = compiled.order
+    if order and not any(descending for _n, descending, _g, _k in order):
+        keys = [(get, key) for _n, _d, get, key in order]
+        ids.sort(key=lambda sid: [key(get(rows[sid])) for get, key in keys])
+    elif order:
+        for _name, descending, get, key in reversed(order):
 
             def order_key(sid: str, get: Getter = get, key: Callable[[str], Any] = key) -> Any:
                 return key(get(rows[sid]))

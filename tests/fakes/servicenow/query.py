@@ -98,22 +98,10 @@ class ParsedQuery:
 
 
 def _split(text: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    i = 0
-    while i < len(text):
-        if text[i] == "^":
-            if text[i + 1 : i + 2] == "^":
-                current.append("^")
-                i += 2
-                continue
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(text[i])
-        i += 1
-    parts.append("".join(current))
-    return parts
+    """The terms between single ``^`` (``^^`` is a literal ``^``)."""
+    if "^^" not in text:
+        return text.split("^")
+    return [part.replace("\0", "^") for part in text.replace("^^", "\0").split("^")]
 
 
 def parse_query(text: str) -> ParsedQuery:
@@ -303,12 +291,21 @@ def _simple(op: str, literal: str, get: Getter, convert: Callable[[str], Any]) -
 def _any(predicates: list[Predicate]) -> Predicate:
     if len(predicates) == 1:
         return predicates[0]
+    if len(predicates) == 2:
+        first, second = predicates
+        return lambda r: first(r) or second(r)
     return lambda r: any(p(r) for p in predicates)
 
 
 def _all(predicates: list[Predicate]) -> Predicate:
     if len(predicates) == 1:
         return predicates[0]
+    if len(predicates) == 2:
+        first, second = predicates
+        return lambda r: first(r) and second(r)
+    if len(predicates) == 3:
+        first, second, third = predicates
+        return lambda r: first(r) and second(r) and third(r)
     return lambda r: all(p(r) for p in predicates)
 
 

@@ -202,7 +202,7 @@ SCHEMAS: dict[str, TableSchema] = {
         {
             "sys_id": SYS_ID,
             "tablename": STRING,
-            "documentkey": STRING,
+            "documentkey": SYS_ID,  # a document id: the record's sys_id
             "fieldname": STRING,
             "oldvalue": STRING,
             "newvalue": STRING,
@@ -221,7 +221,7 @@ SCHEMAS: dict[str, TableSchema] = {
         "sys_journal_field",
         {
             "sys_id": SYS_ID,
-            "element_id": STRING,
+            "element_id": SYS_ID,
             "name": STRING,
             "element": STRING,
             "value": STRING,

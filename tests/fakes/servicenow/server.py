@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import re
 import time
 from collections.abc import Callable
@@ -41,6 +42,14 @@ from tests.fakes.servicenow.wire import (
 __all__ = ["FakeServiceNow", "Fault", "Recorded"]
 
 _TABLE_PATH = re.compile(r"/api/now(?:/(v1|v2))?/table/([A-Za-z0-9_]+)(?:/([^/]+))?/?")
+
+
+def _padded(row: list[str], width: int) -> list[str]:
+    return row if len(row) >= width else row + [""] * (width - len(row))
+
+
+def _as_tuple(picked: Any) -> tuple[str, ...]:
+    return picked if isinstance(picked, tuple) else (picked,)
 
 
 class FakeServiceNow(Records, Access):
@@ -324,6 +333,18 @@ class FakeServiceNow(Records, Access):
             reference=self._reference_display,
         )
         rows = table.rows
+        plain = [table.columns.get(name) for name, _write in out]
+        if options.display == "false" and all(
+            at is not None and (options.exclude_links or table.types[name] != REFERENCE)
+            for (name, _write), at in zip(out, plain, strict=True)
+        ):
+            # stored values as they are: one C-level pick per row
+            names = [name for name, _write in out]
+            pick = operator.itemgetter(*[at for at in plain if at is not None])
+            width = len(table.columns)
+            return [
+                dict(zip(names, _as_tuple(pick(_padded(rows[i], width))), strict=True)) for i in ids
+            ]
         return [{name: write(rows[i]) for name, write in out} for i in ids]
 
     def _one(self, table: Table, sys_id: str, options: Options, base: str) -> httpx.Response:
