@@ -67,6 +67,16 @@ class Telemetry:
         self.cache_misses = Gauge(
             "ticketflow_cache_misses", "Results computed since start", registry=self.registry
         )
+        self.cache_refreshes = Gauge(
+            "ticketflow_cache_refreshes",
+            "Result generations recomputed in the background and put in service since start",
+            registry=self.registry,
+        )
+        self.cache_refresh_errors = Gauge(
+            "ticketflow_cache_refresh_errors",
+            "Results a background refresh could not compute (left to the next request)",
+            registry=self.registry,
+        )
         self.snapshot_tickets = Gauge(
             "ticketflow_snapshot_tickets",
             "Tickets in the warehouse snapshot the analytics use",
@@ -170,6 +180,8 @@ def metrics(_caller: AdminAccess, request: Request, cache: CacheDep) -> Response
     telemetry: Telemetry = request.app.state.telemetry
     telemetry.cache_hits.set(cache.stats.hits)
     telemetry.cache_misses.set(cache.stats.misses)
+    telemetry.cache_refreshes.set(cache.stats.refreshes)
+    telemetry.cache_refresh_errors.set(cache.stats.refresh_errors)
     snapshot = cache.current_snapshot()
     if snapshot is not None:
         telemetry.snapshot_tickets.set(len(snapshot.tickets))

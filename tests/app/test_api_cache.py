@@ -258,7 +258,7 @@ def test_after_a_warehouse_change_the_api_answers_from_the_previous_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from app.routes._analyses import ANALYSES, Analysis
-    from tests.app.test_api_support import READ, client_for, key_env, settings_for
+    from tests.app.test_api_support import ADMIN, READ, client_for, key_env, settings_for
 
     key_env(monkeypatch)
     url = f"sqlite:///{tmp_path / 'change.db'}"
@@ -297,6 +297,9 @@ def test_after_a_warehouse_change_the_api_answers_from_the_previous_results(
             assert after.headers["x-data-version"] != version
             assert "x-data-stale" not in after.headers
             assert after.json()["as_of"] > first.json()["as_of"]
+            metrics = client.get("/metrics", headers=ADMIN).text
+            assert "ticketflow_cache_refreshes 1.0" in metrics
+            assert "ticketflow_cache_refresh_errors 0.0" in metrics
     finally:
         engine.dispose()
 
