@@ -400,7 +400,6 @@ class Demo:
         web = ThreadedServer(config, web_sock, name="demo-web")
         web.start()
         self._servers.append(web)
-        self.scheduler = start_scheduler(settings, background=True)
         token = ""
         if not public_read:
             token = "?token=" + _dashboard_token(settings)
@@ -410,11 +409,10 @@ class Demo:
             "api": f"{base}/api/v1/tickets",
             "openapi": f"{base}/api/v1/openapi.json",
         }
-        # compute the dashboard's analytics now, so that the first visit does not wait for them
-        warm = threading.Thread(
-            target=_warm_up, args=(self.urls["dashboard"],), name="demo-warm-up", daemon=True
-        )
-        warm.start()
+        # the dashboard's analytics are computed now, before the scheduler's first alert
+        # evaluation competes for the same interpreter: the first visit finds them ready
+        _warm_up(self.urls["dashboard"])
+        self.scheduler = start_scheduler(settings, background=True)
         self.ready_seconds = time.monotonic() - started
         log.info("demo ready", extra={"replay_seconds": round(replayed, 1)})
 

@@ -58,9 +58,9 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, float]]:
             "--db",
             str(tmp_path / "demo.db"),
             "--history-days",
-            "10",
+            "7",
             "--replay-steps",
-            "25",
+            "15",
             "--speed",
             "20",
         ],
@@ -88,7 +88,7 @@ def test_demo_serves_tickets_delivers_a_signed_webhook_and_stops_on_sigint(
             r = client.get("/api/v1/tickets", params={"limit": 5})
             return int(r.json()["total"]) if r.status_code == 200 else 0
 
-        assert _wait_for(tickets, 45) > 50
+        assert _wait_for(tickets, 60) > 50
         data_after = time.monotonic() - started
 
         def inbox() -> list[dict[str, Any]]:
