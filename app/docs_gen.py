@@ -583,9 +583,9 @@ ticketflow reads **one TOML file** plus **environment variables**:
   variable that holds the secret, one ending in `_file` a file (a Docker or Kubernetes secret);
   `password = ...`, `key = ...`, `secret = ...` in the file are refused. Those variables' names
   are yours to choose;
-- an invalid file or value stops every command with exit code 2 and one line per bad key, e.g.
-  `sources[0].base_url: String should match pattern '^https?://[^\\s/]+'`; an unknown key is an
-  error too (typos do not pass silently).
+- an invalid file or value stops every command with exit code 2 and one line that names each
+  bad key and the reason, e.g. `sources[0].base_url: String should match pattern
+  '^https?://[^\\s/]+'`; an unknown key is an error too (typos do not pass silently).
 
 To check a file, run `ticketflow --config ticketflow.toml sources`: it validates the file, then
 opens the warehouse and lists the sources.
