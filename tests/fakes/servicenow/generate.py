@@ -124,6 +124,7 @@ def _lifecycle(
     impact, urgency = rng.choice("123"), rng.choice("123")
     t = when
     record = fake.add_record(
+        table,
         at=t,
         actor=caller_name if self_service else rng.choice(agents),
         caller_id=caller,
@@ -145,16 +146,23 @@ def _lifecycle(
     def step(actor: str | None = None, *, hours: float = 4, **fields: str) -> None:
         nonlocal t
         t += timedelta(seconds=max(1, int(rng.expovariate(1 / (hours * 3600)))))
-        fake.change(sys_id, at=t, actor=actor or rng.choice(agents), **fields)
+        fake.change(sys_id, table=table, at=t, actor=actor or rng.choice(agents), **fields)
 
     def note() -> None:
         nonlocal t
         t += timedelta(seconds=max(1, int(rng.expovariate(1 / 7200))))
         if rng.random() < 0.5:
-            fake.add_journal(sys_id, "Any news?", element="comments", actor=caller_name, at=t)
+            fake.add_journal(
+                sys_id, "Any news?", element="comments", actor=caller_name, table=table, at=t
+            )
         else:
             fake.add_journal(
-                sys_id, "Checked logs", element="work_notes", actor=rng.choice(agents), at=t
+                sys_id,
+                "Checked logs",
+                element="work_notes",
+                actor=rng.choice(agents),
+                table=table,
+                at=t,
             )
 
     if budget < 1:
