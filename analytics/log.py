@@ -324,61 +324,74 @@ def _match(
 
     Events usually come grouped by ticket in the ticket frame's order (the warehouse reads both
     ordered by source and id), so the keys are compared run by run: one comparison per event and
-    one hash lookup per run of events rather than per event. Categorical key columns are compared
-    by their codes.
+    one comparison per run of events, no hashing. Categorical key columns are compared by their
+    codes. Otherwise each run of events is looked up by its key.
+
+    Raises:
+        InvalidInputError: a ticket without a source or id; two tickets with the same key.
     """
     n = len(t_id)
-    missing_key = InvalidInputError(
-        "tickets must have a `source` and an `external_id` on every row"
-    )
     one_source = t_src.single() if n else None
     src = None if one_source is not None else t_src.objects
-    try:
-        if n < 2:
-            strictly_sorted = True
-        elif src is None:
-            strictly_sorted = bool((t_id[1:] > t_id[:-1]).all())
-        else:
-            later = (src[1:] > src[:-1]) | ((src[1:] == src[:-1]) & (t_id[1:] > t_id[:-1]))
-            strictly_sorted = bool(later.all())
-    except TypeError:  # None or NaN among the keys: cannot be ordered
-        strictly_sorted = False
     if src is not None and n and pd.isna(src).any():
-        raise missing_key
-    if not strictly_sorted and pd.isna(t_id).any():
-        raise missing_key
-    keys: pd.Index | None = None
-    if not strictly_sorted:
-        keys = _key_index(src, t_id)
-        if not keys.is_unique:
-            dup = keys[keys.duplicated()][0]
-            raise InvalidInputError(
-                f"tickets must be unique on (source, external_id); duplicated: {dup!r}"
-            )
+        raise InvalidInputError(_MISSING_KEY)
+    if len(e_src):
+        change = _heads(e_src.keys, e_id.keys)
+        heads = np.flatnonzero(change)
+        lengths = np.diff(np.append(heads, len(e_src)))
+        if len(heads) == n and _runs_in_ticket_order(src, one_source, t_id, e_src, e_id, heads):
+            return np.repeat(np.arange(n, dtype=np.int64), lengths), ~change[1:]
+    if pd.isna(t_id).any():
+        raise InvalidInputError(_MISSING_KEY)
+    keys = _key_index(src, t_id)
+    if not keys.is_unique:
+        dup = keys[keys.duplicated()][0]
+        raise InvalidInputError(
+            f"tickets must be unique on (source, external_id); duplicated: {dup!r}"
+        )
     if not len(e_src):
         return np.zeros(0, dtype=np.int64), None
-    change = _heads(e_src.keys, e_id.keys)
-    heads = np.flatnonzero(change)
     h_id = e_id.take(heads)
-    lengths = np.diff(np.append(heads, len(e_src)))
-    # within a run the source is the same: checking the heads checks every event
     if one_source is not None:
-        h_same_src = e_src.equals(one_source, heads)
-    else:
-        assert src is not None
-        h_same_src = None
-    if (
-        strictly_sorted
-        and len(heads) == n
-        and bool((h_id == t_id).all())
-        and bool(h_same_src.all() if h_same_src is not None else (e_src.take(heads) == src).all())
-    ):
-        return np.repeat(np.arange(n, dtype=np.int64), lengths), ~change[1:]
-    if keys is None:
-        keys = _key_index(src, t_id)
-    if h_same_src is not None:
         head_rows = keys.get_indexer(pd.Index(h_id, dtype=object)).astype(np.int64)
-        head_rows[~h_same_src] = -1
+        head_rows[~e_src.equals(one_source, heads)] = -1
     else:
         head_rows = keys.get_indexer(pd.Index(_joined(e_src.take(heads), h_id))).astype(np.int64)
     return np.repeat(head_rows, lengths), None
+
+
+_MISSING_KEY = "tickets must have a `source` and an `external_id` on every row"
+
+
+def _runs_in_ticket_order(
+    src: Obj | None,
+    one_source: str | None,
+    t_id: Obj,
+    e_src: TextColumn,
+    e_id: TextColumn,
+    heads: I64,
+) -> bool:
+    """Whether the k-th run of events has the key of ticket row k, for every row, and the ticket
+    keys are unique (then every event's ticket is known without a lookup)."""
+    # within a run the source is the same: checking the heads checks every event
+    if one_source is not None:
+        if not bool(e_src.equals(one_source, heads).all()):
+            return False
+    elif not bool((e_src.take(heads) == src).all()):
+        return False
+    if not bool((e_id.take(heads) == t_id).all()):
+        return False
+    if e_id.is_coded:
+        # distinct categories are distinct ids: the ticket ids are unique (and none is missing)
+        assert e_id.table is not None
+        codes = e_id.keys.take(heads)
+        return int(codes.min()) >= 0 and int(np.bincount(codes, minlength=1).max()) <= 1
+    if len(t_id) < 2:
+        return not bool(pd.isna(t_id).any())
+    try:  # strictly ascending keys are unique (cheaper than hashing them)
+        if src is None:
+            return bool((t_id[1:] > t_id[:-1]).all())
+        later = (src[1:] > src[:-1]) | ((src[1:] == src[:-1]) & (t_id[1:] > t_id[:-1]))
+        return bool(later.all())
+    except TypeError:  # None or NaN among the keys: cannot be ordered
+        return False

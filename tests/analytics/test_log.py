@@ -155,10 +155,21 @@ def test_tickets_matched_by_source_and_id() -> None:
 
 
 @pytest.mark.parametrize("coded", [False, True], ids=["plain", "categorical"])
-def test_duplicate_tickets_are_refused(coded: bool) -> None:
+@pytest.mark.parametrize("with_events", [False, True], ids=["no-events", "events-in-order"])
+def test_duplicate_tickets_are_refused(coded: bool, with_events: bool) -> None:
     tickets = make_tickets({"external_id": "B"}, {"external_id": "A"}, {"external_id": "B"})
+    # events grouped in the ticket frame's order: each run matches its ticket row
+    events = make_events(
+        *(
+            [(t, "2024-03-12T09:00Z", "state", "new") for t in ("B", "A", "B")]
+            if with_events
+            else []
+        )
+    )
+    if coded:
+        tickets, events = as_categories(tickets), as_categories(events)
     with pytest.raises(InvalidInputError, match="unique"):
-        prepare_log(as_categories(tickets) if coded else tickets, make_events())
+        prepare_log(tickets, events)
 
 
 def test_missing_columns_are_listed() -> None:
