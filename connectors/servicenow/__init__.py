@@ -3,8 +3,8 @@
 Modules: ``query`` (request parameters, responses, dates), ``client`` (Basic/OAuth client,
 retries, rate-limit pacing), ``choices`` (``sys_choice`` labels, state + hold reason ->
 lifecycle), ``records`` (record -> canonical ticket), ``names`` (group/user names in bulk),
-``history`` (audit rows and journal entries -> events), ``connector`` (paging, the sync
-protocol). docs/connectors/servicenow.md documents the choices.
+``trail`` (the bulk sys_audit and sys_journal_field requests), ``history`` (audit rows and
+journal entries -> events), ``connector`` (paging, the sync protocol). docs/connectors/servicenow.md documents the choices.
 """
 
 from connectors.servicenow.choices import Choices, StateMapper

@@ -18,7 +18,6 @@ is not readable the history falls back to comparing snapshots, with a warning.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,18 +35,11 @@ from connectors.errors import BadPayloadError
 from connectors.protocol import ConnectorStats, TicketPage
 from connectors.servicenow.choices import Choices, StateMapper, choice_params
 from connectors.servicenow.client import ServiceNowHttp
-from connectors.servicenow.history import (
-    AuditRow,
-    audit_events,
-    journal_events,
-    parse_audit_rows,
-)
+from connectors.servicenow.history import audit_events
 from connectors.servicenow.names import NameCache
 from connectors.servicenow.query import (
     TABLE_PATH,
-    audit_params,
     has_next,
-    journal_params,
     keyset_query,
     list_params,
     parse_result,
@@ -55,14 +47,12 @@ from connectors.servicenow.query import (
     total_count,
 )
 from connectors.servicenow.records import RECORD_FIELDS, Current, display, raw, records_frame
+from connectors.servicenow.trail import TrailReader
 from connectors.snapshot import snapshot_events
 
-__all__ = ["HISTORY_CHUNK", "PageContext", "ServiceNowConnector"]
+__all__ = ["PageContext", "ServiceNowConnector"]
 
 log = logging.getLogger(__name__)
-
-HISTORY_CHUNK = 100
-"""records per ``sys_audit``/``sys_journal_field`` request (keeps the URL near 4 kB)"""
 
 
 @dataclass(frozen=True)
@@ -100,12 +90,12 @@ class ServiceNowConnector:
         self.config = config
         self.http = ServiceNowHttp(config, client, sleep=sleep, clock=clock)
         self.warnings: list[str] = []
-        self.audit = config.audit
-        self.journal = config.comments or config.work_notes
-        self.elements = [
-            e for e, on in (("comments", config.comments), ("work_notes", config.work_notes)) if on
-        ]
         self.names = NameCache(self.http, warn=self._warn)
+        self.zone: tzinfo = UTC
+        """the integration user's time zone: the instance reads query literals in it"""
+        self.trail = TrailReader(
+            self.http, config, names=self.names, warn=self._warn, zone=lambda: self.zone
+        )
         self.mappers: dict[str, StateMapper] = {}
         self.fields = tuple(dict.fromkeys((*RECORD_FIELDS, *config.extra_fields)))
         self.audited = (
@@ -117,8 +107,6 @@ class ServiceNowConnector:
         )
         self.unknown_mapped_to = config.unknown_status.value
         self.total: int | None = None
-        self.zone: tzinfo = UTC
-        """the integration user's time zone: the instance reads query literals in it"""
 
     @property
     def source(self) -> str:
@@ -137,7 +125,7 @@ class ServiceNowConnector:
         return {
             "tables": self.config.effective_tables,
             "user_time_zone": str(self.zone),
-            "history": "sys_audit" if self.audit else "snapshots",
+            "history": "sys_audit" if self.trail.audit else "snapshots",
             "paced_seconds": round(self.http.paced, 3),
             "warnings": list(self.warnings),
         }
@@ -387,10 +375,10 @@ class ServiceNowConnector:
         window = min((known[i] for i in changed), default=None)
         since = window.to_pydatetime() if isinstance(window, pd.Timestamp) else window
         frames: list[pd.DataFrame] = []
-        if self.audit:
-            rows = self._audit_rows(ctx.table, new, changed, since)
+        if self.trail.audit:
+            rows = self.trail.audit_rows(ctx.table, new, changed, since)
             if rows is not None:
-                self._resolve_audit_names(rows)
+                self.trail.resolve_names(rows)
                 currents = [ctx.currents[i] for i in (*new, *changed)]
                 frames.append(
                     audit_events(
@@ -402,114 +390,16 @@ class ServiceNowConnector:
                         names=self.names.get,
                     )
                 )
-        if not self.audit:
+        if not self.trail.audit:
             actors = pd.Series(page.actors, dtype=object)
             frames.append(snapshot_events(stored, fresh, actors=actors[fresh.index]))
-        if self.journal and (new or changed):
-            frames.append(self._journal(ctx.table, new, changed, since))
+        if self.trail.journal and (new or changed):
+            frames.append(self.trail.read_journal(ctx.table, new, changed, since))
         self.stats.seconds["history"] += time.perf_counter() - started
         frames = [f for f in frames if not f.empty]
         if not frames:
             return empty_events_frame()
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-    def _paged(
-        self, path: str, build: Callable[[int], dict[str, str]]
-    ) -> list[dict[str, Any]] | None:
-        """Every row of a fixed query, by offset (rows are only ever appended to these
-        tables, at the end of the order); None on 403."""
-        out: list[dict[str, Any]] = []
-        offset = 0
-        limit = self.config.history_page_size
-        while True:
-            response = self.http.get(path, build(offset), accept=(403,))
-            if response.status_code == 403:
-                return None
-            rows = parse_result(response, source=self.source)
-            out += rows
-            if not has_next(response, rows=len(rows), limit=limit, offset=offset):
-                return out
-            offset += limit
-
-    def _per_chunk(
-        self,
-        path: str,
-        new: list[str],
-        changed: list[str],
-        since: datetime | None,
-        build: Callable[[list[str], datetime | None, int], dict[str, str]],
-    ) -> list[dict[str, Any]] | None:
-        rows: list[dict[str, Any]] = []
-        for ids, start in ((new, None), (changed, since)):
-            for i in range(0, len(ids), HISTORY_CHUNK):
-                chunk = ids[i : i + HISTORY_CHUNK]
-                got = self._paged(path, functools.partial(build, chunk, start))
-                if got is None:
-                    return None
-                rows += got
-        return rows
-
-    def _audit_rows(
-        self, table: str, new: list[str], changed: list[str], since: datetime | None
-    ) -> list[AuditRow] | None:
-        limit = self.config.history_page_size
-        got = self._per_chunk(
-            f"{TABLE_PATH}/sys_audit",
-            new,
-            changed,
-            since,
-            lambda ids, start, offset: audit_params(
-                table=table, ids=ids, since=start, limit=limit, offset=offset, zone=self.zone
-            ),
-        )
-        if got is None:
-            self.audit = False
-            self._warn(
-                "sys_audit is not readable (HTTP 403): history comes from comparing snapshots "
-                "(changes between two syncs collapse into one); grant read on sys_audit "
-                "(see docs/connectors/servicenow.md)"
-            )
-            return None
-        try:
-            return parse_audit_rows(got)
-        except ValueError as e:
-            raise BadPayloadError(str(e), source=self.source) from e
-
-    def _resolve_audit_names(self, rows: list[AuditRow]) -> None:
-        for name in ("assignment_group", "assigned_to"):
-            ids = {v for r in rows if r.field == name for v in (r.old, r.new)}
-            self.names.resolve(name, ids)
-
-    def _journal(
-        self, table: str, new: list[str], changed: list[str], since: datetime | None
-    ) -> pd.DataFrame:
-        limit = self.config.history_page_size
-        got = self._per_chunk(
-            f"{TABLE_PATH}/sys_journal_field",
-            new,
-            changed,
-            since,
-            lambda ids, start, offset: journal_params(
-                table=table,
-                ids=ids,
-                elements=self.elements,
-                since=start,
-                limit=limit,
-                offset=offset,
-                zone=self.zone,
-            ),
-        )
-        if got is None:
-            self.journal = False
-            self._warn(
-                "sys_journal_field is not readable (HTTP 403): no customer-update events; "
-                "grant read on sys_journal_field"
-            )
-            return empty_events_frame()
-        try:
-            return journal_events(got, source=self.source, records={*new, *changed})
-        except ValueError as e:
-            raise BadPayloadError(str(e), source=self.source) from e
 
 
 def _frontier(scans: Sequence[_Scan]) -> datetime | None:
