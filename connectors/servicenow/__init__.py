@@ -4,7 +4,8 @@ Modules: ``query`` (request parameters, responses, dates), ``client`` (Basic/OAu
 retries, rate-limit pacing), ``choices`` (``sys_choice`` labels, state + hold reason ->
 lifecycle), ``records`` (record -> canonical ticket), ``names`` (group/user names in bulk),
 ``trail`` (the bulk sys_audit and sys_journal_field requests), ``history`` (audit rows and
-journal entries -> events), ``connector`` (paging, the sync protocol). docs/connectors/servicenow.md documents the choices.
+journal entries -> events), ``connector`` (paging, the sync protocol).
+docs/connectors/servicenow.md documents the choices.
 """
 
 from connectors.servicenow.choices import Choices, StateMapper
