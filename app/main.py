@@ -26,13 +26,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
+from starlette.types import Receive, Scope, Send
 
 from app.cache import AnalyticsCache
 from app.deps import ReadAccess
 from app.errors import install_error_handlers
 from app.routes import alerts as alert_routes
 from app.routes import analytics, charts, dashboard, embed, ops, sources, static, tickets
-from app.routes._fastpath import FastPath, FastPathMiddleware
+from app.routes._fastpath import FastPath, FastPathMiddleware, FrontDoor
 from app.routes.ops import Telemetry, TelemetryMiddleware
 from app.security import (
     EmbedSigner,
@@ -43,7 +44,7 @@ from app.security import (
 from app.settings import Settings, load_settings
 from app.warehouse import make_engine
 
-__all__ = ["create_app", "create_app_from_environment"]
+__all__ = ["TicketflowAPI", "create_app", "create_app_from_environment"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,18 @@ _NO_NATIVE_TELEMETRY: dict[str, Any] = (
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters
     else {}
 )
+
+
+class TicketflowAPI(FastAPI):
+    """FastAPI with the fast path's front door (``routes/_fastpath.py``) before its stack."""
+
+    front: FrontDoor | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        front = self.front
+        if front is not None and await front.answer(scope, send):
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
@@ -90,7 +103,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         if own_engine:
             engine.dispose()
 
-    app = FastAPI(
+    app = TicketflowAPI(
         title="ticketflow",
         summary="Ticket-flow analytics for IT service desks",
         version=ops._version(),
@@ -138,6 +151,15 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
+    if not settings.api.rate_limit.enabled and not settings.api.cors_origins:
+        # the rate limiter and CORS must see every request: then cached answers take the
+        # fast path inside the stack (FastPathMiddleware) instead
+        app.front = FrontDoor(
+            fast=app.state.fastpath,
+            keyring=keyring,
+            public_read=settings.api.public_read,
+            observe=telemetry.observe_request,
+        )
     return app
 
 

@@ -40,6 +40,7 @@ class Telemetry:
     """The app's Prometheus metrics, in a registry of its own (one per app, not global)."""
 
     def __init__(self) -> None:
+        self._label_cache: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "ticketflow_http_requests",
@@ -86,6 +87,45 @@ class Telemetry:
     def observe_compute(self, analysis: str, seconds: float) -> None:
         self.compute.labels(analysis=analysis).observe(seconds)
 
+    def observe_request(self, scope: Scope, status: int, seconds: float) -> None:
+        """Count, time and log one answered request."""
+        route = getattr(scope.get("route"), "path", None) or "(unmatched)"
+        method = scope["method"]
+        counter, histogram = self._children(method, route, status)
+        counter.inc()
+        histogram.observe(seconds)
+        if log.isEnabledFor(logging.INFO):
+            state = scope.get("state") or {}
+            log.info(
+                "%s %s %s %.1f ms",
+                method,
+                scope["path"],
+                status,
+                seconds * 1000,
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "ms": round(seconds * 1000, 2),
+                    "caller": state.get("principal", "anonymous"),
+                },
+            )
+
+    def _children(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        """The counter and histogram of one label set (``labels()`` costs more than the
+        observation itself; route templates and statuses are few)."""
+        key = (method, route, status)
+        found = self._label_cache.get(key)
+        if found is None:
+            found = (
+                self.requests.labels(method=method, route=route, status=str(status)),
+                self.latency.labels(method=method, route=route),
+            )
+            if len(self._label_cache) < 4096:
+                self._label_cache[key] = found
+        return found
+
 
 class TelemetryMiddleware:
     """Counts and times every request and logs one line for it: method, path, route, status,
@@ -94,7 +134,6 @@ class TelemetryMiddleware:
     def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
         self.app = app
         self.telemetry = telemetry
-        self._cache: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,43 +151,7 @@ class TelemetryMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            seconds = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "(unmatched)"
-            method = scope["method"]
-            counter, histogram = self._children(method, route, status)
-            counter.inc()
-            histogram.observe(seconds)
-            if log.isEnabledFor(logging.INFO):
-                state = scope.get("state") or {}
-                log.info(
-                    "%s %s %s %.1f ms",
-                    method,
-                    scope["path"],
-                    status,
-                    seconds * 1000,
-                    extra={
-                        "method": method,
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status,
-                        "ms": round(seconds * 1000, 2),
-                        "caller": state.get("principal", "anonymous"),
-                    },
-                )
-
-    def _children(self, method: str, route: str, status: int) -> tuple[Any, Any]:
-        """The counter and histogram of one label set (``labels()`` costs more than the
-        observation itself; route templates and statuses are few)."""
-        key = (method, route, status)
-        found = self._cache.get(key)
-        if found is None:
-            found = (
-                self.telemetry.requests.labels(method=method, route=route, status=str(status)),
-                self.telemetry.latency.labels(method=method, route=route),
-            )
-            if len(self._cache) < 4096:
-                self._cache[key] = found
-        return found
+            self.telemetry.observe_request(scope, status, time.perf_counter() - started)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness and warehouse reachability")

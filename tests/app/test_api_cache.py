@@ -333,3 +333,25 @@ def test_cached_answers_are_gzipped_once_and_revalidate_with_etag(
                 assert changed.status_code == 200 and changed.content == plain.content
                 if attempt:
                     assert fast.hits == hits + 6, path
+
+
+def test_cached_answers_keep_cors_and_the_front_door_only_without_it(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.app.test_api_support import READ, client_for, key_env, settings_for
+
+    key_env(monkeypatch)
+    origin = "https://intranet.example.org"
+    url = str(engine.url)
+    cors = settings_for(url, change_check_seconds=60, cors_origins=[origin])
+    with client_for(cors, engine) as client:
+        assert client.app.front is None  # type: ignore[attr-defined]
+        fast = client.app.state.fastpath  # type: ignore[attr-defined]
+        headers = {**READ, "Origin": origin}
+        for _ in range(2):
+            answer = client.get("/charts/aging.json", headers=headers)
+            assert answer.status_code == 200
+            assert answer.headers["access-control-allow-origin"] == origin
+        assert fast.hits == 1  # the second one from the fast path inside the stack
+    with client_for(settings_for(url, change_check_seconds=60), engine) as client:
+        assert client.app.front is not None  # type: ignore[attr-defined]
