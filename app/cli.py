@@ -474,7 +474,7 @@ def demo_command(
             "--speed",
             min=0.1,
             max=100.0,
-            help="Pace of the live desk: 1 = a new call every ~8 s and a simulated minute "
+            help="Pace of the live desk: 1 = a new call every ~9 s and a simulated minute "
             "per second; 5 = five times that.",
         ),
     ] = 1.0,

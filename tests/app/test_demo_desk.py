@@ -62,7 +62,7 @@ def test_live_calls_are_queued_only_a_little_ahead_of_the_clock() -> None:
     desk = _desk()
     desk.advance_to(NOW)
     added = sum(desk.top_up_live(ahead=timedelta(seconds=60)) for _ in range(50))
-    # ~8 s between calls at pace 60: a minute ahead is a handful, not 50 minutes' worth
+    # ~9 s between calls at pace 60: a minute ahead is a handful, not 50 minutes' worth
     assert 1 <= added <= 40
     desk.advance_to(NOW + timedelta(minutes=2))
     assert len(desk.api.incidents) >= 1
