@@ -207,9 +207,10 @@ def build_intervals(log: TicketLog, field: str) -> Intervals:
             d_codes = np.where(d_codes >= 0, pos[np.maximum(d_codes, 0)], -1)
 
     keep = np.ones(len(tk), dtype=bool)
+    new_ticket = tk[1:] != tk[:-1]
     if len(tk):
         np.not_equal(codes[1:], codes[:-1], out=keep[1:])
-        keep[1:] |= tk[1:] != tk[:-1]
+        keep[1:] |= new_ticket
     kept = np.flatnonzero(keep)
     if len(kept) == len(tk):  # no repeated values: every event starts an interval
         r_tk, r_code, r_start = tk, codes, tm
@@ -217,10 +218,10 @@ def build_intervals(log: TicketLog, field: str) -> Intervals:
     else:
         r_tk, r_code, r_start = tk.take(kept), codes.take(kept), tm.take(kept)
         r_events = np.diff(np.append(kept, len(tk))).astype(np.int64)
+        new_ticket = r_tk[1:] != r_tk[:-1]
     r_end = np.full(len(kept), NAT, dtype=np.int64)
     if len(kept):
-        same = r_tk[1:] == r_tk[:-1]
-        r_end[:-1] = np.where(same, r_start[1:], NAT)
+        r_end[:-1] = np.where(new_ticket, NAT, r_start[1:])
 
     if not len(missing):
         if rows is None and len(r_tk) == len(tk):  # one interval per event

@@ -173,13 +173,15 @@ class TicketLog:
         }
 
     def _text_column(self, column: str, rows: I64) -> object:
-        values = self.tickets[column].array
-        if isinstance(values.dtype, pd.StringDtype) and values.dtype.na_value is not pd.NA:
-            return values.take(rows)  # already text: no per-element checks
+        known = self.__dict__.get("_text", {}).get(column)
+        if known is None or not known.is_coded:
+            values = self.tickets[column].array
+            if isinstance(values.dtype, pd.StringDtype) and values.dtype.na_value is not pd.NA:
+                return values.take(rows)  # already text: no per-element checks
         column_text = self.text(column)
         if column_text.codes is not None and column_text.table is not None:
             # categorical: the distinct values become text once, then are taken by code
-            return text_of(column_text.table, column_text.codes[rows])
+            return text_of(column_text.table, column_text.codes.take(rows))
         return text(column_text.objects[rows])
 
     def intervals(self, field: str) -> Intervals:
@@ -225,7 +227,7 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
     n_tickets = len(ticket_frame)
 
     e_src, e_id = TextColumn.of(events[SOURCE]), TextColumn.of(events[TICKET_ID])
-    ticket, same = _match(t_src, t_id, e_src, e_id)
+    ticket, same, run_offsets = _match(t_src, t_id, e_src, e_id)
     time = to_ns(events[OCCURRED_AT], name=OCCURRED_AT)
     field = TextColumn.of(events[FIELD]).codes_in(FIELDS, dtype=np.int8)
     seq_col = events[SEQ]
@@ -254,9 +256,12 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
         ticket, time, field = ticket[resort], time[resort], field[resort]
     value = TextColumn.of(events[NEW_VALUE]).reordered(order)
     actor = TextColumn.of(events[ACTOR]).reordered(order)
-    counts = np.bincount(ticket, minlength=n_tickets)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return TicketLog(
+    if run_offsets is not None and order is None:  # event runs in ticket order, kept as they are
+        offsets = run_offsets
+    else:
+        counts = np.bincount(ticket, minlength=n_tickets)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    log = TicketLog(
         tickets=ticket_frame,
         ev_ticket=ticket.astype(np.int64, copy=False),
         ev_time=time,
@@ -266,6 +271,8 @@ def prepare_log(tickets: pd.DataFrame, events: pd.DataFrame) -> TicketLog:
         ev_offsets=offsets,
         dropped_events={k: v for k, v in dropped.items() if v},
     )
+    log.__dict__["_text"] = {SOURCE: t_src}  # the cache of ``TicketLog.text``, already read
+    return log
 
 
 def _is_sorted(ticket: I64, time: I64, seq: I64, same: npt.NDArray[np.bool_] | None = None) -> bool:
@@ -317,10 +324,10 @@ def _joined(src: Obj, ids: Obj) -> Obj:
 
 def _match(
     t_src: TextColumn, t_id: Obj, e_src: TextColumn, e_id: TextColumn
-) -> tuple[I64, npt.NDArray[np.bool_] | None]:
+) -> tuple[I64, npt.NDArray[np.bool_] | None, I64 | None]:
     """Ticket row of each event (-1 when the ticket is not in the ticket frame), and when the
     events turn out to be grouped in ticket order, whether each event has the ticket of the one
-    before (else None).
+    before and where each ticket's events start (else None, None).
 
     Events usually come grouped by ticket in the ticket frame's order (the warehouse reads both
     ordered by source and id), so the keys are compared run by run: one comparison per event and
@@ -338,9 +345,10 @@ def _match(
     if len(e_src):
         change = _heads(e_src.keys, e_id.keys)
         heads = np.flatnonzero(change)
-        lengths = np.diff(np.append(heads, len(e_src)))
+        run_bounds = np.append(heads, len(e_src)).astype(np.int64, copy=False)
+        lengths = np.diff(run_bounds)
         if len(heads) == n and _runs_in_ticket_order(src, one_source, t_id, e_src, e_id, heads):
-            return np.repeat(np.arange(n, dtype=np.int64), lengths), ~change[1:]
+            return np.repeat(np.arange(n, dtype=np.int64), lengths), ~change[1:], run_bounds
     if pd.isna(t_id).any():
         raise InvalidInputError(_MISSING_KEY)
     keys = _key_index(src, t_id)
@@ -350,14 +358,14 @@ def _match(
             f"tickets must be unique on (source, external_id); duplicated: {dup!r}"
         )
     if not len(e_src):
-        return np.zeros(0, dtype=np.int64), None
+        return np.zeros(0, dtype=np.int64), None, None
     h_id = e_id.take(heads)
     if one_source is not None:
         head_rows = keys.get_indexer(pd.Index(h_id, dtype=object)).astype(np.int64)
         head_rows[~e_src.equals(one_source, heads)] = -1
     else:
         head_rows = keys.get_indexer(pd.Index(_joined(e_src.take(heads), h_id))).astype(np.int64)
-    return np.repeat(head_rows, lengths), None
+    return np.repeat(head_rows, lengths), None, None
 
 
 _MISSING_KEY = "tickets must have a `source` and an `external_id` on every row"
