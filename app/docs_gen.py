@@ -173,7 +173,7 @@ ENVIRONMENT: list[tuple[str, str, str]] = [
     ),
     (
         "TICKETFLOW_INSTALL_TEST",
-        "tests: `1` runs the Dockerfile's pip steps in a fresh venv (about a minute)",
+        "tests: `1` runs the Dockerfile's pip steps in a fresh venv (2-4 minutes)",
         "unset",
     ),
     (

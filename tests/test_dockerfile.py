@@ -8,7 +8,7 @@
   environment, runs ``ticketflow --help`` and the image's command, answers ``/healthz``, and the
   image's HEALTHCHECK command passes against it (and fails once it stops);
 - with ``TICKETFLOW_INSTALL_TEST=1``: the Dockerfile's own pip steps replayed in a fresh virtual
-  environment, dependencies resolved from the package index (about a minute, so not by default);
+  environment, dependencies resolved from the package index (2-4 minutes, so not by default);
 - compose.yaml: services, health checks, start order, and only environment names that are real
   settings.
 """
@@ -422,7 +422,7 @@ def test_package_from_the_copied_files_serves(
 @pytest.mark.skipif(
     os.environ.get(INSTALL_TEST_ENV) != "1",
     reason=f"replays the Dockerfile's pip install in a fresh venv with every dependency from "
-    f"the package index (about a minute): set {INSTALL_TEST_ENV}=1 to run it",
+    f"the package index (2-4 minutes): set {INSTALL_TEST_ENV}=1 to run it",
 )
 def test_dockerfile_install_steps_in_a_fresh_venv(
     instructions: list[Instruction], tmp_path: Path, serve_image_command: Any
