@@ -12,13 +12,13 @@ integration user's time zone, so they are written in it (see docs/connectors/ser
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import httpx
+import orjson
 
 from connectors.errors import BadPayloadError
 from connectors.http import describe
@@ -230,7 +230,7 @@ def parse_result(response: httpx.Response, *, source: str | None = None) -> list
             source=source,
         )
     try:
-        payload = json.loads(response.content)
+        payload = orjson.loads(response.content)
     except ValueError as e:
         raise BadPayloadError(
             f"invalid JSON for {where} ({e}); it starts: {_excerpt(response)}", source=source
