@@ -188,6 +188,8 @@ class Figures:
     server: str = "current"
     over_1s: int = 0
     """requests that took longer than a second"""
+    body_bytes: int = 0
+    """size of an answer's body as sent (gzipped when the server compresses it)"""
     server_cpu_us: float = float("nan")
     """CPU time of the server process per request (all its threads), microseconds"""
     client_cpu_us: float = float("nan")
@@ -259,7 +261,8 @@ class _Connection:
         self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self.protocol: _ClientProtocol | None = None
 
-    async def get(self, path: str) -> int:
+    async def get(self, path: str) -> tuple[int, int]:
+        """(status, body bytes as sent)"""
         loop = asyncio.get_running_loop()
         if self.protocol is None or self.protocol.lost:
             _, self.protocol = await loop.create_connection(_ClientProtocol, self.host, self.port)
@@ -271,8 +274,7 @@ class _Connection:
             f"Accept-Encoding: gzip\r\n{self.extra}\r\n"
         )
         protocol.transport.write(request.encode())
-        status, _size = await protocol.waiter
-        return status
+        return await protocol.waiter
 
     async def close(self) -> None:
         if self.protocol is not None and self.protocol.transport is not None:
@@ -282,20 +284,22 @@ class _Connection:
 
 async def _load(
     base: str, path: str, headers: dict[str, str], connections: int, seconds: float, cap: int
-) -> tuple[list[float], int, float]:
+) -> tuple[list[float], int, float, int]:
     latencies: list[float] = []
     errors = 0
+    size = 0
     host, port = base.removeprefix("http://").split(":")
     deadline = time.perf_counter() + seconds
 
     async def worker() -> None:
-        nonlocal errors
+        nonlocal errors, size
         conn = _Connection(host, int(port), headers)
         try:
             while time.perf_counter() < deadline and len(latencies) + errors < cap:
                 t0 = time.perf_counter()
                 try:
-                    ok = await asyncio.wait_for(conn.get(path), timeout=120) == 200
+                    status, size = await asyncio.wait_for(conn.get(path), timeout=120)
+                    ok = status == 200
                 except (OSError, TimeoutError, RuntimeError):
                     ok = False
                     await conn.close()
@@ -309,7 +313,7 @@ async def _load(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
     elapsed = time.perf_counter() - started
-    return latencies, errors, elapsed
+    return latencies, errors, elapsed, size
 
 
 def _run(job: Coroutine[Any, Any, T], *, loop: str) -> T:
@@ -432,7 +436,7 @@ def _measure(
     if args.change_after is not None:
         touch = threading.Timer(args.change_after, _touch_warehouse, (url,))
         touch.start()
-    lat, errors, elapsed = _run(
+    lat, errors, elapsed, size = _run(
         _load(base, path, headers, args.connections, args.seconds, args.max_requests),
         loop=args.client_loop,
     )
@@ -456,6 +460,7 @@ def _measure(
         cold_ms=round(cold_ms, 1),
         server=label,
         over_1s=sum(1 for x in ms if x > 1000),
+        body_bytes=size,
         server_cpu_us=round(server_cpu / n * 1e6, 1),
         client_cpu_us=round(client_cpu / n * 1e6, 1),
     )
@@ -465,13 +470,14 @@ def _print(results: list[Figures]) -> None:
     print(
         f"{'server':<10}{'endpoint':<24}{'conn':>5}{'req':>8}{'err':>5}{'req/s':>9}{'p50':>8}"
         f"{'p95':>8}{'p99':>8}{'max':>8}{'cold':>9}   (ms)"
-        f"{'srv CPU/req':>13}{'cli CPU/req':>13} (µs){'>1 s':>6}"
+        f"{'srv CPU/req':>13}{'cli CPU/req':>13} (µs){'>1 s':>6}{'bytes':>9}"
     )
     for r in results:
         print(
             f"{r.server:<10}{r.endpoint:<24}{r.connections:>5}{r.requests:>8}{r.errors:>5}"
             f"{r.rps:>9}{r.p50_ms:>8}{r.p95_ms:>8}{r.p99_ms:>8}{r.max_ms:>8}{r.cold_ms:>9}"
             f"{'':8}{r.server_cpu_us:>13}{r.client_cpu_us:>13}{'':5}{r.over_1s:>6}"
+            f"{r.body_bytes:>9}"
         )
 
 
