@@ -233,9 +233,7 @@ def timestamp_ns(value: datetime | pd.Timestamp | str, *, name: str = "now") -> 
 
 def from_ns(values: npt.NDArray[Any]) -> pd.DatetimeIndex:
     """int64 nanoseconds (``NAT`` for missing) as UTC datetimes, for an output column."""
-    return pd.DatetimeIndex(np.asarray(values, dtype=np.int64).view("datetime64[ns]")).tz_localize(
-        "UTC"
-    )
+    return pd.DatetimeIndex(np.asarray(values, dtype=np.int64).view("datetime64[ns]"), tz="UTC")
 
 
 def objects(series: pd.Series) -> npt.NDArray[np.object_]:
@@ -252,7 +250,12 @@ def objects(series: pd.Series) -> npt.NDArray[np.object_]:
 
 def codes_in(values: npt.NDArray[np.object_], known: tuple[str, ...]) -> npt.NDArray[np.int64]:
     """Index of each value in ``known`` (-1 for missing or unknown values)."""
-    if len(values) and isinstance(values[0], str):
+    if len(values) <= 64:  # a few values (e.g. a categorical's categories): no hashing
+        position = {k: i for i, k in reversed(list(enumerate(known)))}  # first index wins
+        return np.array(
+            [position.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.int64
+        )
+    if isinstance(values[0], str):
         # a column holding one value only (a frame of one field, one source): no hashing
         first = values[0]
         if bool((values[:: max(len(values) // 64, 1)] == first).all()) and bool(
