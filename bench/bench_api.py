@@ -8,6 +8,16 @@ reports p50/p95/p99/max latency, requests per second and errors.
 
     .venv/bin/python -m bench.bench_api                     # 100,000 tickets, 50 connections
     .venv/bin/python -m bench.bench_api --tickets 20000 --seconds 5 --connections 20
+    # before/after in one run: another checkout's server beside this one, rounds alternating
+    git archive <commit> | tar -x -C /tmp/base
+    .venv/bin/python -m bench.bench_api --url sqlite:////tmp/bench.db --baseline /tmp/base \
+        --rounds 3 --seconds 10 --cache-seconds 3600
+    # what requests see while the server reloads and recomputes after a warehouse change
+    .venv/bin/python -m bench.bench_api --endpoint /api/v1/stale --seconds 60 --change-after 10
+
+Besides latency and requests per second it reports the CPU time per request of the server
+process and of the load generator (less sensitive to a shared, noisy machine than latency),
+requests slower than a second, and the size of an answer as sent.
 
 Only loopback is ever contacted; every loop is bounded by time and request count.
 """
