@@ -11,8 +11,9 @@ a page of tickets together with its cursor:
 2. ``unchanged``: the same frame again (every row unchanged, nothing rewritten);
 3. ``partial change``: the frame with ``--change-fraction`` of the tickets modified;
 4. ``floor``: a raw DBAPI ``executemany`` of a plain ``INSERT`` of the same row tuples into an
-   empty ``tickets`` table created by the same migration in a separate database (SQLite) or
-   schema (PostgreSQL).
+   empty ``tickets`` table created by the same migrations in a separate database (SQLite) or
+   schema (PostgreSQL), on a connection of an engine from ``make_engine``: the same DDL,
+   CHECKs, indexes and connection settings (SQLite: 16 KiB pages, 64 MiB cache, WAL).
 
 Phases 1-3 time everything ``upsert_tickets`` does: frame slicing, the frame-to-tuple
 conversion (times, ints, JSON encoding of ``raw``), the SQL, and the inserted/updated counting.
