@@ -454,8 +454,9 @@ def cycle_time_figure(frame: pd.DataFrame, as_of: datetime, title: str) -> go.Fi
     """Finished tickets: finish day (x) by cycle time in days (y), with percentile lines."""
     if frame.empty:
         return empty_figure(title, "No finished tickets in the window")
+    # SVG, not WebGL: intranet desktops (VDI, remote sessions) often have no WebGL
     fig = go.Figure(
-        go.Scattergl(
+        go.Scatter(
             x=pd.to_datetime(frame["stop"]),
             y=_days(frame["cycle_time"]),
             mode="markers",
