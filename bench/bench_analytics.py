@@ -107,7 +107,10 @@ def warehouse_frames(
     """The frames as ``app.warehouse.reads`` hands them over: the same columns as categoricals."""
     from app.warehouse.reads import EVENT_CATEGORIES, TICKET_CATEGORIES, as_categories
 
-    return as_categories(tickets, TICKET_CATEGORIES), as_categories(events, EVENT_CATEGORIES)
+    return (
+        as_categories(tickets, TICKET_CATEGORIES, sorted_by=("source",)),
+        as_categories(events, EVENT_CATEGORIES, sorted_by=("source", "ticket_id")),
+    )
 
 
 # --- part 1: synthetic ---------------------------------------------------------------------

@@ -28,6 +28,7 @@ from analytics.timein import time_in_values
 from connectors.config import EventLogSourceConfig
 from connectors.eventlog import read_event_log
 from connectors.statusmap import DEFAULT_STATUS_MAPS, default_status_map
+from tests.analytics.builders import as_categories
 
 pytestmark = pytest.mark.realdata
 
@@ -103,12 +104,15 @@ def analytics_time_in_status(log: TicketLog, now: datetime) -> dict[tuple[str, s
     }
 
 
-def prepared(shared_data: Path, fmt: str, filename: str) -> TicketLog:
+def prepared(shared_data: Path, fmt: str, filename: str, *, coded: bool = False) -> TicketLog:
     config = EventLogSourceConfig(name=fmt, kind="eventlog", format=fmt)
     imported = read_event_log(
         shared_data / filename, config=config, status_map=default_status_map(fmt)
     )
-    return prepare_log(imported.tickets, imported.events)
+    tickets, events = imported.tickets, imported.events
+    if coded:  # text columns as categoricals, as the warehouse hands them over
+        tickets, events = as_categories(tickets), as_categories(events, sort=False)
+    return prepare_log(tickets, events)
 
 
 def assert_same_times(
@@ -146,6 +150,18 @@ def test_bpic2013_time_in_each_status_per_ticket(
     assert len(changes) == log.n_tickets == 7554
     assert {t for t, _ in ours} == set(changes)  # every ticket is compared
     assert_same_times(ours, loop)
+
+
+def test_bpic2013_categorical_input_matches_the_loop(
+    shared_data: Path, bpic2013: tuple[TicketLog, dict[str, list[Change]]]
+) -> None:
+    _, changes = bpic2013
+    log = prepared(shared_data, "bpic2013", BPIC2013, coded=True)
+    assert log.ev_values.is_coded and log.text("team").is_coded
+    ours = analytics_time_in_status(log, NOW_2013)
+    assert {t for t, _ in ours} == set(changes)
+    assert_same_times(ours, loop_time_in_status(changes, NOW_2013))
+    assert set(ping_pong(log, now=NOW_2013).frame["ticket_id"]) == loop_pingpong(changes)
 
 
 def test_bpic2013_team_pingpong_tickets(
