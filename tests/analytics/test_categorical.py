@@ -74,10 +74,13 @@ def test_categorical_events_of_unknown_tickets_and_fields_are_dropped_alike() ->
     assert _texts(coded.ev_value) == _texts(plain.ev_value)
 
 
-def test_factorize_codes_numbers_values_as_pandas_factorize() -> None:
+@pytest.mark.parametrize("late", [None, 1500, 4999], ids=["early", "late", "last"])
+def test_factorize_codes_numbers_values_as_pandas_factorize(late: int | None) -> None:
     rng = np.random.default_rng(1)
     table = np.array([f"v{i}" for i in range(40)], dtype=object)
-    codes = rng.integers(-1, 40, 5000).astype(np.int16)
+    codes = rng.integers(-1, 39, 5000).astype(np.int16)
+    if late is not None:  # a value first seen far into the column
+        codes[late] = 39
     new, used = factorize_codes(codes, len(table))
     values = np.array([*table, None], dtype=object)[codes]  # -1: the trailing None
     expected_codes, expected_uniques = pd.factorize(values)
