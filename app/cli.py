@@ -533,22 +533,21 @@ def demo_command(
     )
     try:
         demo.start()
-        if demo.stop_event.is_set():
-            return
-        u = demo.urls
-        out.print(
-            "\n[bold]ticketflow demo is running[/bold] "
-            f"(ready in {demo.ready_seconds:.0f} s; the simulated desk keeps working)\n"
-            f"  dashboard      {u['dashboard']}\n"
-            f"  webhook inbox  {u['inbox']}\n"
-            f"  API            {u['api']}  (schema: {u['openapi']})\n"
-            f"  warehouse      {db}\n"
-            "  stop           Ctrl-C\n"
-            'Point it at your own helpdesk: see docs/demo.md, "From the demo to your desk".',
-            highlight=False,
-            soft_wrap=True,
-        )
-        demo.wait()
+        if not demo.stop_event.is_set():  # not stopped during the replay
+            u = demo.urls
+            out.print(
+                "\n[bold]ticketflow demo is running[/bold] "
+                f"(ready in {demo.ready_seconds:.0f} s; the simulated desk keeps working)\n"
+                f"  dashboard      {u['dashboard']}\n"
+                f"  webhook inbox  {u['inbox']}\n"
+                f"  API            {u['api']}  (schema: {u['openapi']})\n"
+                f"  warehouse      {db}\n"
+                "  stop           Ctrl-C\n"
+                'Point it at your own helpdesk: see docs/demo.md, "From the demo to your desk".',
+                highlight=False,
+                soft_wrap=True,
+            )
+            demo.wait()
     finally:
         demo.stop()
     err.print("demo stopped", highlight=False)

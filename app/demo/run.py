@@ -289,6 +289,7 @@ class Demo:
 
         o = self.options
         started = time.monotonic()
+        self._handle_signals()
         prepare_database(o.db, reset=o.reset)
         try:
             web_sock = bind(o.host, o.port)
@@ -426,11 +427,16 @@ class Demo:
                 log.exception("the simulated desk failed; it stops changing")
                 return
 
-    def wait(self) -> None:
-        """Block until Ctrl-C or SIGTERM."""
+    def _handle_signals(self) -> None:
+        """Ctrl-C and SIGTERM stop the demo (also during the replay, and when the shell that
+        started it ignores SIGINT)."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: self.stop_event.set())
+
+    def wait(self) -> None:
+        """Block until Ctrl-C or SIGTERM."""
+        self._handle_signals()
         while not self.stop_event.wait(0.5):
             for server in self._servers:
                 if not server.thread.is_alive():

@@ -133,3 +133,42 @@ def test_demo_refuses_a_database_that_is_not_its_own(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1
     assert "--reset" in done.stderr
     assert db.read_text() == "precious"
+
+
+def test_ctrl_c_during_the_replay_stops_cleanly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETFLOW_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "demo",
+            "--port",
+            str(_free_port()),
+            "--db",
+            str(tmp_path / "demo.db"),
+            "--history-days",
+            "14",
+            "--replay-steps",
+            "2000",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert "replaying" in first, first
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err[-2000:]
+    assert "demo stopped" in err and "Traceback" not in err
+    assert "running" not in out
