@@ -26,6 +26,7 @@ from app.warehouse import (
     read_unknown_statuses,
     upgrade,
 )
+from app.warehouse.stats import warehouse_totals
 from connectors.base import TicketType
 from connectors.errors import ConnectorError
 
@@ -318,15 +319,28 @@ def _state_text(state: dict[str, Any]) -> str:
 
 @app.command("sources")
 def sources_command() -> None:
-    """Show each source: configured kind, last run, cursor, counts, last error, unknown statuses."""
+    """Show each source: configured kind, last run, cursor, the last run's counts, what the
+    warehouse holds, last error, unknown statuses."""
     settings = _settings()
     engine = make_engine(settings.warehouse.url)
     with engine.connect() as conn:
         states = {s["source"]: s for s in read_sync_states(conn)}
         unknown = read_unknown_statuses(conn)
+        totals = warehouse_totals(conn)
     configured = {s.name: s.kind for s in settings.sources}
     table = Table(title="sources")
-    columns = ("source", "kind", "last run", "status", "cursor", "tickets", "events", "skipped")
+    columns = (
+        "source",
+        "kind",
+        "last run",
+        "status",
+        "cursor",
+        "tickets seen",
+        "new events",
+        "skipped",
+        "stored tickets",
+        "stored events",
+    )
     for col in (*columns, "error"):
         table.add_column(col)
     for name in sorted(set(configured) | set(states)):
@@ -341,6 +355,8 @@ def sources_command() -> None:
             str(st.get("tickets_seen", "")),
             str(st.get("events_inserted", "")),
             str(st.get("rows_skipped", "")),
+            str(totals[name].tickets if name in totals else 0),
+            str(totals[name].events if name in totals else 0),
             (st.get("last_error") or "")[:160],
         )
     out.print(table)

@@ -57,6 +57,10 @@ def test_import_bpic2013_summary_and_idempotence(tmp_path: Path, shared_data: Pa
     assert "0 new," in second.stdout.split("events")[1]
     sources = _run(["sources"], tmp_path)
     assert "volvo" in sources.stdout and "eventlog" in sources.stdout
+    # the last run stored nothing new, but the stored totals are still shown
+    row = next(line for line in sources.stdout.splitlines() if "volvo" in line)
+    cells = [c.strip() for c in row.split("│")]
+    assert cells[6:11] == ["7554", "0", "0", "7554", "160170"], cells
 
 
 def test_unknown_statuses_are_reported(tmp_path: Path) -> None:
