@@ -599,7 +599,7 @@ def main() -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="ticketflow")
     except ConfigError as e:
         _fail(_one_line(e) + _config_hint(e), 2)
     except WarehouseError as e:
