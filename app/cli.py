@@ -320,7 +320,7 @@ def _state_text(state: dict[str, Any]) -> str:
 @app.command("sources")
 def sources_command() -> None:
     """Show each source: configured kind, last run, cursor, the last run's counts, what the
-    warehouse holds, last error, unknown statuses."""
+    warehouse holds; then last errors, warnings and unknown statuses."""
     settings = _settings()
     engine = make_engine(settings.warehouse.url)
     with engine.connect() as conn:
@@ -341,8 +341,8 @@ def sources_command() -> None:
         "stored tickets",
         "stored events",
     )
-    for col in (*columns, "error"):
-        table.add_column(col)
+    for col in columns:
+        table.add_column(col, no_wrap=col in ("cursor", "last run"))
     for name in sorted(set(configured) | set(states)):
         st = states.get(name, {})
         run = st.get("last_run_at")
@@ -357,9 +357,11 @@ def sources_command() -> None:
             str(st.get("rows_skipped", "")),
             str(totals[name].tickets if name in totals else 0),
             str(totals[name].events if name in totals else 0),
-            (st.get("last_error") or "")[:160],
         )
     out.print(table)
+    for name in sorted(states):
+        if states[name].get("last_error"):
+            out.print(f"error: {name}: {states[name]['last_error']}", highlight=False, markup=False)
     for name in sorted(states):
         details = states[name].get("details") or {}
         warnings = details.get("warnings") if isinstance(details, dict) else None
