@@ -19,11 +19,12 @@ import os
 import random
 import ssl
 import time
+from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -40,7 +41,9 @@ from connectors.errors import (
 __all__ = [
     "ERROR_MAPPING",
     "USER_AGENT",
+    "RequestCounters",
     "RetryPolicy",
+    "counted_get",
     "describe",
     "error_for_response",
     "make_client",
@@ -323,3 +326,53 @@ def send(
         reraise=True,
     )
     return retrying(attempt)
+
+
+class RequestCounters(Protocol):
+    """The counters ``counted_get`` keeps (a connector's stats)."""
+
+    requests: int
+    retries: int
+    seconds: defaultdict[str, float]
+
+
+def counted_get(
+    client: httpx.Client,
+    path: str,
+    params: Mapping[str, str],
+    *,
+    source: str,
+    policy: RetryPolicy,
+    stats: RequestCounters,
+    hints: Hints | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    accept: Collection[int] = (),
+) -> httpx.Response:
+    """GET ``path`` (below the client's base URL) through ``send``, counting every request and
+    retry in ``stats`` and the time spent waiting on the server in ``stats.seconds["http"]``.
+
+    Raises:
+        ConnectorError: see ``send``.
+    """
+    request = client.build_request("GET", path, params=params, timeout=client.timeout)
+    log.debug("GET %s", describe(request), extra={"source": source})
+
+    def on_retry(_error: ConnectorError, _wait: float) -> None:
+        stats.retries += 1
+        stats.requests += 1
+
+    started = time.perf_counter()
+    try:
+        return send(
+            client,
+            request,
+            source=source,
+            policy=policy,
+            hints=hints,
+            sleep=sleep,
+            on_retry=on_retry,
+            accept=accept,
+        )
+    finally:
+        stats.requests += 1
+        stats.seconds["http"] += time.perf_counter() - started

@@ -51,8 +51,8 @@ from connectors.base import (
     tickets_frame,
 )
 from connectors.config import TopdeskSourceConfig
-from connectors.errors import BadPayloadError, ConnectorError, TransientConnectorError
-from connectors.http import RetryPolicy, describe, retry_policy, send
+from connectors.errors import BadPayloadError, TransientConnectorError
+from connectors.http import RetryPolicy, counted_get, describe, retry_policy
 from connectors.statusmap import StatusMap, default_status_map
 
 __all__ = [
@@ -681,29 +681,17 @@ class TopdeskConnector:
     def _get(
         self, path: str, params: Mapping[str, str], *, accept: tuple[int, ...] = ()
     ) -> httpx.Response:
-        request = self.client.build_request("GET", path, params=params, timeout=self.client.timeout)
-        log.debug("GET %s", describe(request), extra={"source": self.source})
-
-        def on_retry(_error: ConnectorError, _wait: float) -> None:
-            self.stats.retries += 1
-            self.stats.requests += 1
-
-        started = time.perf_counter()
-        try:
-            response = send(
-                self.client,
-                request,
-                source=self.source,
-                policy=self.policy,
-                hints=self.hints,
-                sleep=self.sleep,
-                on_retry=on_retry,
-                accept=accept,
-            )
-        finally:
-            self.stats.requests += 1
-            self.stats.seconds["http"] += time.perf_counter() - started
-        return response
+        return counted_get(
+            self.client,
+            path,
+            params,
+            source=self.source,
+            policy=self.policy,
+            stats=self.stats,
+            hints=self.hints,
+            sleep=self.sleep,
+            accept=accept,
+        )
 
     def probe(self) -> ServerInfo:
         """Ask ``/version`` (also proving the credentials) and choose the paging dialect.

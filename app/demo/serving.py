@@ -17,7 +17,7 @@ import anyio.to_thread
 import httpx
 import uvicorn
 
-__all__ = ["Handler", "ThreadedServer", "asgi_app", "bind"]
+__all__ = ["Handler", "ThreadedServer", "asgi_app", "bind", "handler_config"]
 
 Handler = Callable[[httpx.Request], httpx.Response]
 Scope = MutableMapping[str, Any]

@@ -22,8 +22,8 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from connectors.config import ServiceNowSourceConfig
-from connectors.errors import ConnectorConfigError, ConnectorError, TransientConnectorError
-from connectors.http import RetryPolicy, describe, make_client, retry_policy, send
+from connectors.errors import ConnectorConfigError, TransientConnectorError
+from connectors.http import RetryPolicy, counted_get, make_client, retry_policy
 from connectors.protocol import ConnectorStats
 
 __all__ = [
@@ -280,28 +280,17 @@ class ServiceNowHttp:
         Raises:
             ConnectorError: see ``connectors.http.send``.
         """
-        request = self.client.build_request("GET", path, params=params, timeout=self.client.timeout)
-        log.debug("GET %s", describe(request), extra={"source": self.source})
-
-        def on_retry(_error: ConnectorError, _wait: float) -> None:
-            self.stats.retries += 1
-            self.stats.requests += 1
-
-        started = time.perf_counter()
-        try:
-            response = send(
-                self.client,
-                request,
-                source=self.source,
-                policy=self.policy,
-                hints=self.hints,
-                sleep=self.sleep,
-                on_retry=on_retry,
-                accept=accept,
-            )
-        finally:
-            self.stats.requests += 1
-            self.stats.seconds["http"] += time.perf_counter() - started
+        response = counted_get(
+            self.client,
+            path,
+            params,
+            source=self.source,
+            policy=self.policy,
+            stats=self.stats,
+            hints=self.hints,
+            sleep=self.sleep,
+            accept=accept,
+        )
         self.last_date = server_time(response) or self.last_date
         self._pace(response)
         return response
