@@ -90,6 +90,14 @@ class HttpSourceConfig(SourceConfigBase):
             raise ValueError("must not have a query string or fragment")
         return url.rstrip("/")
 
+    def password_source(self) -> str:
+        """Where the password comes from, in words (for error hints; never the secret)."""
+        if self.password_env:
+            return f"environment variable `{self.password_env}` (password_env)"
+        if self.password_file:
+            return f"file `{self.password_file}` (password_file)"
+        return "none configured: set `password_env` or `password_file`"
+
     def password(self) -> SecretStr | None:
         """The secret from the named environment variable or file, None if neither is set.
 

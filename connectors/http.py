@@ -50,6 +50,7 @@ __all__ = [
     "parse_retry_after",
     "retry_policy",
     "send",
+    "server_time",
 ]
 
 log = logging.getLogger(__name__)
@@ -376,3 +377,15 @@ def counted_get(
     finally:
         stats.requests += 1
         stats.seconds["http"] += time.perf_counter() - started
+
+
+def server_time(response: httpx.Response) -> datetime | None:
+    """The response's ``Date`` header as aware UTC (None when absent or unreadable)."""
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)

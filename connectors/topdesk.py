@@ -30,7 +30,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -52,7 +51,7 @@ from connectors.base import (
 )
 from connectors.config import TopdeskSourceConfig
 from connectors.errors import BadPayloadError, TransientConnectorError
-from connectors.http import RetryPolicy, counted_get, describe, retry_policy
+from connectors.http import RetryPolicy, counted_get, describe, retry_policy, server_time
 from connectors.statusmap import StatusMap, default_status_map
 
 __all__ = [
@@ -598,26 +597,10 @@ def records_frame(records: Sequence[TicketRecord]) -> pd.DataFrame:
 
 def _hints(config: TopdeskSourceConfig) -> dict[int, str]:
     """``HINTS`` with this source's user name and password location filled in."""
-    if config.password_env:
-        password = f"environment variable `{config.password_env}` (password_env)"
-    elif config.password_file:
-        password = f"file `{config.password_file}` (password_file)"
-    else:
-        password = "none configured: set `password_env` or `password_file`"
+    password = config.password_source()
     hints = {status: text.replace("{password}", password) for status, text in HINTS.items()}
     hints[401] = hints[401].replace("`username`", f"`username` ({config.username!r})", 1)
     return hints
-
-
-def _server_time(response: httpx.Response) -> datetime | None:
-    value = response.headers.get("Date")
-    if not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 # --- the connector ------------------------------------------------------------------------
@@ -858,7 +841,7 @@ class TopdeskConnector:
             received=len(items) - (1 if repeated_anchor else 0),
             last=kind is not PageKind.MORE,
             unknown_statuses=unknown,
-            server_time=_server_time(response),
+            server_time=server_time(response),
         )
 
     def _included(self, incident: Mapping[str, Any]) -> bool:

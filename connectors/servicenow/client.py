@@ -16,14 +16,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 
 import httpx
 
 from connectors.config import ServiceNowSourceConfig
 from connectors.errors import ConnectorConfigError, TransientConnectorError
-from connectors.http import RetryPolicy, counted_get, make_client, retry_policy
+from connectors.http import RetryPolicy, counted_get, make_client, retry_policy, server_time
 from connectors.protocol import ConnectorStats
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "ServiceNowHttp",
     "make_servicenow_client",
     "pace_wait",
-    "server_time",
 ]
 
 log = logging.getLogger(__name__)
@@ -174,18 +172,6 @@ def make_servicenow_client(
     return client
 
 
-def server_time(response: httpx.Response) -> datetime | None:
-    """The response's ``Date`` header as aware UTC."""
-    value = response.headers.get("Date")
-    if not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def pace_wait(
     headers: Mapping[str, str], *, reserve: int, now: float, used: int | None = None
 ) -> float:
@@ -218,12 +204,7 @@ def _wall() -> float:
 
 
 def _hints(config: ServiceNowSourceConfig) -> dict[int, str]:
-    if config.password_env:
-        password = f"environment variable `{config.password_env}` (password_env)"
-    elif config.password_file:
-        password = f"file `{config.password_file}` (password_file)"
-    else:
-        password = "none configured: set `password_env` or `password_file`"
+    password = config.password_source()
     what = "the OAuth token was refused" if config.auth == "oauth" else "the credentials"
     return {
         401: (
