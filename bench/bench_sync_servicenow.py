@@ -28,28 +28,24 @@ timings are only reported.
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import os
 import platform
-import pstats
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from app.settings import Settings
-from app.sync import SourceResult, sync_sources
+from app.sync import SourceResult
 from app.warehouse import make_engine
+from bench import sync_common
+from bench.sync_common import load, run_sync, warehouse
 from connectors.config import ServiceNowSourceConfig
 
 DEFAULT_PG_URL = os.environ.get(
@@ -63,24 +59,10 @@ PHASES = ("http", "decode", "map", "history", "read", "write")
 
 
 @dataclass
-class Server:
-    url: str
-    pid: int
+class Server(sync_common.Server):
+    """The fake's process, and how many audit rows it generated."""
+
     audit_rows: int
-
-    def cpu(self) -> float:
-        """CPU seconds the server process has used (user + system)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def load() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 @contextmanager
@@ -122,50 +104,6 @@ def fake_server(incidents: int, audit_rows: int, seed: int, cache: Path | None) 
             print("\n".join(log.read_text().splitlines()[-20:]))
         process.terminate()
         process.wait(timeout=30)
-
-
-@contextmanager
-def warehouse(backend: str, pg_url: str) -> Iterator[str]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{tmp}/bench.db"
-        return
-    schema = f"tf_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(pg_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in pg_url else "?"
-    try:
-        yield f"{pg_url}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-def run_sync(
-    settings: Settings, url: str, server: Server, *, full: bool, profile: bool
-) -> tuple[SourceResult, str]:
-    engine = make_engine(url)
-    cpu, server_cpu = own_cpu(), server.cpu()
-    profiler = cProfile.Profile(time.process_time) if profile else None
-    if profiler:
-        profiler.enable()
-    (result,) = sync_sources(settings, engine=engine, full=full)
-    result.timings["client cpu"] = own_cpu() - cpu
-    result.timings["server cpu"] = server.cpu() - server_cpu
-    report = ""
-    if profiler:
-        profiler.disable()
-        out = io.StringIO()
-        stats = pstats.Stats(profiler, stream=out).strip_dirs()
-        stats.sort_stats("cumulative").print_stats(25)
-        stats.sort_stats("tottime").print_stats(15)
-        report = out.getvalue()
-    engine.dispose()
-    if result.status != "ok":
-        raise RuntimeError(f"sync failed: {result.message}")
-    return result, report
 
 
 def check_reassignments(url: str) -> tuple[int, int]:
