@@ -19,6 +19,7 @@ from app.warehouse import (
     save_sync_state,
     upsert_tickets,
 )
+from app.warehouse.engine import SQLITE_CACHE_KIB, SQLITE_PAGE_SIZE
 from app.warehouse.stats import SourceTotals, warehouse_totals
 from app.warehouse.types import utc_strings
 from connectors.base import (
@@ -152,6 +153,26 @@ def test_sync_state_keeps_cursor_on_error(engine: Engine) -> None:
     assert state["last_status"] == "error"
     assert state["last_error"] == "401 from server"
     assert state["last_success_at"] == NOW
+
+
+def test_new_sqlite_warehouse_has_the_bulk_write_settings(sqlite_url: str) -> None:
+    """64 KiB pages, WAL, a 64 MiB cache, foreign keys on (docs/benchmarks.md says why)."""
+    eng = make_engine(sqlite_url)
+    try:
+        with eng.connect() as conn:
+            pragma = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("page_size", "journal_mode", "cache_size", "foreign_keys")
+            }
+    finally:
+        eng.dispose()
+    assert pragma == {
+        "page_size": SQLITE_PAGE_SIZE,
+        "journal_mode": "wal",
+        "cache_size": -SQLITE_CACHE_KIB,
+        "foreign_keys": 1,
+    }
+    assert SQLITE_PAGE_SIZE == 65_536
 
 
 def test_outdated_or_foreign_database_is_refused(sqlite_url: str) -> None:
