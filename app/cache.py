@@ -179,7 +179,7 @@ class AnalyticsCache:
     def _load(self, version: str) -> Snapshot:
         started = time.perf_counter()
         with self._engine.connect() as conn:
-            tickets = read_tickets_frame(conn)
+            tickets = read_tickets_frame(conn, raw=False)
             events = read_events_frame(conn)
         loaded = Snapshot(version=version, loaded_at=self._utcnow(), tickets=tickets, events=events)
         self.stats.reloads += 1

@@ -339,7 +339,7 @@ def evaluate_alerts(
         conditions = collect_conditions(pd.DataFrame(), pd.DataFrame(), now=now)
     if conditions is None:
         with engine.connect() as conn:
-            tickets = read_tickets_frame(conn)
+            tickets = read_tickets_frame(conn, raw=False)
             events = read_events_frame(conn)
         conditions = collect_conditions(tickets, events, now=now)
     matched = match_rules(conditions, settings.rules)

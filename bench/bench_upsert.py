@@ -13,7 +13,11 @@ a page of tickets together with its cursor:
 4. ``floor``: a raw DBAPI ``executemany`` of a plain ``INSERT`` of the same row tuples into an
    empty ``tickets`` table created by the same migrations in a separate database (SQLite) or
    schema (PostgreSQL), on a connection of an engine from ``make_engine``: the same DDL,
-   CHECKs, indexes and connection settings (SQLite: 16 KiB pages, 64 MiB cache, WAL).
+   CHECKs, indexes and connection settings (SQLite: 64 KiB pages, 64 MiB cache, WAL).
+
+After the upserts it times reading the N tickets back the way the API's snapshot and the alert
+evaluation do (``read_tickets_frame(raw=False)``), and once with the vendor payloads
+(``raw=True``, what only exports and tests ask for); ``--skip-reads`` leaves that out.
 
 Phases 1-3 time everything ``upsert_tickets`` does: frame slicing, the frame-to-tuple
 conversion (times, ints, JSON encoding of ``raw``), the SQL, and the inserted/updated counting.
@@ -48,7 +52,7 @@ import psycopg
 import sqlalchemy
 from sqlalchemy import Engine, create_engine, text
 
-from app.warehouse import make_engine, upsert_tickets
+from app.warehouse import make_engine, read_tickets_frame, upsert_tickets
 from app.warehouse.writes import TICKET_WRITE_COLUMNS, UpsertCounts, _ticket_rows
 
 DEFAULT_PG_URL = os.environ.get(
@@ -429,6 +433,22 @@ def _floor(
     return Result(backend, phase, len(frame), seconds, cpu, os.getloadavg()[0])
 
 
+READ_PHASE = "read back"
+
+
+def _read(engine: Engine, n: int, *, raw: bool, backend: str) -> Result:
+    """Time ``read_tickets_frame`` of the whole warehouse (a snapshot's ticket half)."""
+    gc.collect()
+    started, cpu = time.perf_counter(), time.process_time()
+    with engine.connect() as conn:
+        frame = read_tickets_frame(conn, raw=raw)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    if len(frame) != n:
+        raise SystemExit(f"{backend}: read {len(frame)} tickets, not {n}")
+    phase = f"{READ_PHASE} ({'with' if raw else 'without'} payloads)"
+    return Result(backend, phase, n, seconds, cpu, os.getloadavg()[0])
+
+
 def _count(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.exec_driver_sql("SELECT count(*) FROM tickets").scalar_one())
@@ -447,8 +467,10 @@ def run_backend(
     changed: pd.DataFrame,
     n_changed: int,
     batch: int,
+    *,
+    skip_reads: bool = False,
 ) -> list[Result]:
-    """The four phases on one backend; ``urls`` = (warehouse, floor), both empty."""
+    """The phases on one backend; ``urls`` = (warehouse, floor), both empty."""
     n = len(frame)
     results: list[Result] = []
     warehouse = make_engine(urls[0])
@@ -469,6 +491,9 @@ def run_backend(
             _progress(result)
         if _count(warehouse) != n:
             raise SystemExit(f"{backend}: warehouse holds {_count(warehouse)} tickets, not {n}")
+        for raw in () if skip_reads else (False, True):
+            results.append(_read(warehouse, n, raw=raw, backend=backend))
+            _progress(results[-1])
     finally:
         warehouse.dispose()
     floor_engine = make_engine(urls[1])
@@ -553,8 +578,9 @@ def report(results: list[Result]) -> str:
         "| CPU s (client) | load |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for backend in dict.fromkeys(r.backend for r in results):
-        mine = [r for r in results if r.backend == backend]
+    writes = [r for r in results if not r.phase.startswith(READ_PHASE)]
+    for backend in dict.fromkeys(r.backend for r in writes):
+        mine = [r for r in writes if r.backend == backend]
         floor = next(r for r in mine if r.phase.startswith("floor"))
         first = mine[0]
         for r in mine:
@@ -563,6 +589,18 @@ def report(results: list[Result]) -> str:
                 f"| {backend} | {r.phase} | {r.rows:,} | {r.seconds:.1f} | {r.rate:,.0f} "
                 f"| {r.rate / floor.rate:.2f} | {to_first} | {r.cpu:.1f} | {r.load:.1f} |"
             )
+    reads = [r for r in results if r.phase.startswith(READ_PHASE)]
+    if reads:
+        lines += [
+            "",
+            "| backend | read_tickets_frame | tickets | seconds | tickets/s | CPU s | load |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r.backend} | {r.phase.removeprefix(READ_PHASE).strip(' ()')} | {r.rows:,} "
+            f"| {r.seconds:.1f} | {r.rate:,.0f} | {r.cpu:.1f} | {r.load:.1f} |"
+            for r in reads
+        ]
     return "\n".join(lines)
 
 
@@ -576,6 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=20_000, help="tickets per transaction")
     parser.add_argument("--change-fraction", type=float, default=0.10)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--skip-reads", action="store_true", help="only the write phases")
     args = parser.parse_args(argv)
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
 
@@ -599,7 +638,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for backend in backends:
         urls = sqlite_urls() if backend == "sqlite" else postgres_urls(args.pg_url)
         with urls as pair:
-            results += run_backend(backend, pair, frame, changed, n_changed, args.batch_size)
+            results += run_backend(
+                backend,
+                pair,
+                frame,
+                changed,
+                n_changed,
+                args.batch_size,
+                skip_reads=args.skip_reads,
+            )
     print()
     print(report(results))
     return 0

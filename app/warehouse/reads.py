@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from json import loads as _json_loads
 from typing import Any
 
 import numpy as np
@@ -74,9 +75,38 @@ def _categorical(series: pd.Series, *, runs: bool) -> pd.Categorical:
     return categorical
 
 
-def _frame(conn: Connection, stmt: Select[Any], times: tuple[str, ...]) -> pd.DataFrame:
-    result = conn.execute(stmt.execution_options(yield_per=50_000))
-    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+def _frame(
+    conn: Connection, stmt: Select[Any], times: tuple[str, ...], json: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """``stmt``'s rows as a frame, read on the DB-API cursor.
+
+    Not through SQLAlchemy's ``Result``: its per-value type processing (a ``datetime`` parsed
+    for each of six times per ticket) and pandas probing each ``Row`` for attributes took
+    about two thirds of a snapshot's time. pandas builds the frame from the driver's plain
+    tuples in C; times are parsed vectorised (ISO text on SQLite, ``timestamptz`` on
+    PostgreSQL) and JSON text (SQLite; psycopg parses ``jsonb`` itself) as SQLAlchemy's JSON
+    type did.
+    """
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    args: Any = (
+        tuple(params[name] for name in compiled.positiontup or ())
+        if compiled.positional
+        else params
+    )
+    names = [c.name for c in stmt.selected_columns]
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    frame = pd.DataFrame(rows, columns=names)  # no rows: object columns
+    del rows
+    for col in json if conn.dialect.name == "sqlite" else ():
+        frame[col] = [_json_loads(v) if isinstance(v, str | bytes) else v for v in frame[col]]
     for col in times:
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").astype(
             "datetime64[us, UTC]"
@@ -84,24 +114,46 @@ def _frame(conn: Connection, stmt: Select[Any], times: tuple[str, ...]) -> pd.Da
     return frame
 
 
-def read_tickets_frame(conn: Connection, *, source: str | None = None) -> pd.DataFrame:
-    """All tickets (of one source when given) with the canonical columns plus ``loaded_at``;
-    the ``TICKET_CATEGORIES`` columns are categoricals."""
-    cols = [getattr(Ticket, c) for c in (*TICKET_COLUMNS, "loaded_at")]
-    stmt = select(*cols).order_by(Ticket.source, Ticket.external_id)
+def read_tickets_frame(
+    conn: Connection, *, source: str | None = None, raw: bool = True
+) -> pd.DataFrame:
+    """All tickets (of one source when given) with the canonical columns plus ``loaded_at``,
+    ordered by source and external id; the ``TICKET_CATEGORIES`` columns are categoricals.
+
+    ``raw=False`` leaves the vendor payloads in the database (the ``raw`` column is all None):
+    the analytics never look at them, and parsing a JSON document per ticket was most of the
+    time and memory of a snapshot (docs/benchmarks.md, "Reading a snapshot").
+
+    On SQLite all tickets are read in storage order and sorted here: walking the key index
+    instead fetches every row from a random place of the table, three times slower at
+    1,000,000 tickets. (SQLite's BINARY order of UTF-8 text is Python's order of ``str``.)
+    """
+    names = [c for c in (*TICKET_COLUMNS, "loaded_at") if raw or c != "raw"]
+    stmt = select(*(getattr(Ticket, c) for c in names))
+    scan = source is None and conn.dialect.name == "sqlite"
     if source is not None:
         stmt = stmt.where(Ticket.source == source)
-    frame = _frame(conn, stmt, _TICKET_TIMES)
+    if not scan:
+        stmt = stmt.order_by(Ticket.source, Ticket.external_id)
+    frame = _frame(conn, stmt, _TICKET_TIMES, json=("raw",) if raw else ())
+    if scan and len(frame):
+        keys = (frame["external_id"].to_numpy(dtype=object), frame["source"].to_numpy(dtype=object))
+        frame = frame.take(np.lexsort(keys)).reset_index(drop=True)
     for col in ("priority", "reassignment_count", "reopen_count"):
         frame[col] = frame[col].astype("Int64")
+    if not raw:
+        frame.insert(list(TICKET_COLUMNS).index("raw"), "raw", np.full(len(frame), None, object))
     return as_categories(frame, TICKET_CATEGORIES, sorted_by=("source",))
 
 
 def read_events_frame(conn: Connection, *, source: str | None = None) -> pd.DataFrame:
-    """All events (of one source when given), ordered by ticket, time and sequence; the
-    ``EVENT_CATEGORIES`` columns are categoricals."""
+    """All events (of one source when given), ordered by ticket, time and sequence (ties in
+    the order stored, on both backends); the ``EVENT_CATEGORIES`` columns are categoricals."""
     cols = [getattr(Event, c) for c in EVENT_COLUMNS]
-    stmt = select(*cols).order_by(Event.source, Event.ticket_id, Event.occurred_at, Event.seq)
+    # id last: events of one ticket at the same instant and seq come in the order they were stored
+    stmt = select(*cols).order_by(
+        Event.source, Event.ticket_id, Event.occurred_at, Event.seq, Event.id
+    )
     if source is not None:
         stmt = stmt.where(Event.source == source)
     frame = _frame(conn, stmt, ("occurred_at",))

@@ -86,6 +86,27 @@ def test_upsert_is_idempotent_and_counts(engine: Engine) -> None:
     assert stored["updated_at"].iloc[0] == pd.Timestamp("2024-01-02 09:30:15.123456", tz="UTC")
 
 
+def test_tickets_frame_without_raw_is_the_same_frame_with_payloads_left_out(
+    engine: Engine,
+) -> None:
+    frame = tickets_frame([_ticket("1", priority=2, team="A"), _ticket("2", assignee="Kim")])
+    with engine.begin() as conn:
+        upsert_tickets(conn, frame, now=NOW)
+    with engine.connect() as conn:
+        full = read_tickets_frame(conn)
+        lean = read_tickets_frame(conn, raw=False)
+        one = read_tickets_frame(conn, source="desk", raw=False)
+    assert full["raw"].tolist() == [
+        {"id": "1", "nested": {"a": [1, 2]}},
+        {"id": "2", "nested": {"a": [1, 2]}},
+    ]
+    assert lean["raw"].tolist() == [None, None]
+    assert list(lean.columns) == list(full.columns)
+    assert (lean.dtypes == full.dtypes).all()
+    pd.testing.assert_frame_equal(lean.drop(columns="raw"), full.drop(columns="raw"))
+    pd.testing.assert_frame_equal(one, lean)
+
+
 def test_upsert_updates_only_changed_rows(engine: Engine) -> None:
     with engine.begin() as conn:
         upsert_tickets(conn, tickets_frame([_ticket("1"), _ticket("2")]), now=NOW)
