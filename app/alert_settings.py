@@ -356,6 +356,23 @@ class AlertSettings(BaseModel):
 _CRON = re.compile(r"^\S+(\s+\S+){4}$")
 
 
+def _check_cron(expression: str, timezone: str, where: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+
+    if not _CRON.match(expression.strip()):
+        raise ValueError(f"{where}: cron needs five fields")
+    if re.search(r"\d", expression.split()[4].split("/")[0]):
+        # APScheduler reads 0 as Monday, standard cron as Sunday: refuse rather than guess
+        raise ValueError(
+            f"{where}: write the day of week as names (mon-fri, sun), not numbers "
+            "(cron dialects disagree on which day 0 is)"
+        )
+    try:
+        CronTrigger.from_crontab(expression, timezone=timezone)
+    except ValueError as e:
+        raise ValueError(f"{where}: bad cron: {e}") from e
+
+
 class SourceScheduleSettings(BaseModel):
     """When one source is synced: every N minutes or on a cron expression."""
 
@@ -366,6 +383,9 @@ class SourceScheduleSettings(BaseModel):
     cron: str | None = None
     """five fields: minute hour day-of-month month day-of-week, in ``timezone``"""
     timezone: str = "UTC"
+    full_cron: str | None = None
+    """when this source gets a full sync (finds deleted tickets), in ``timezone``; default
+    ``[schedule] full_sync_cron``"""
 
     @field_validator("timezone")
     @classmethod
@@ -379,14 +399,9 @@ class SourceScheduleSettings(BaseModel):
                 f"schedule of `{self.source}`: set exactly one of interval_minutes, cron"
             )
         if self.cron is not None:
-            from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
-
-            if not _CRON.match(self.cron.strip()):
-                raise ValueError(f"schedule of `{self.source}`: cron needs five fields")
-            try:
-                CronTrigger.from_crontab(self.cron, timezone=self.timezone)
-            except ValueError as e:
-                raise ValueError(f"schedule of `{self.source}`: bad cron: {e}") from e
+            _check_cron(self.cron, self.timezone, f"schedule of `{self.source}`")
+        if self.full_cron is not None:
+            _check_cron(self.full_cron, self.timezone, f"full_cron of `{self.source}`")
         return self
 
 
@@ -400,6 +415,19 @@ class ScheduleSettings(BaseModel):
     sources: list[SourceScheduleSettings] = Field(default_factory=list)
     alerts_interval_minutes: float = Field(default=5.0, gt=0)
     """alerts are also evaluated this often when no sync is due (ages grow with the clock)"""
+    full_sync_cron: str | None = "0 3 * * sun"
+    """when every network source gets a full sync, in UTC (Sundays 03:00 by default): it
+    re-reads everything and marks tickets gone from the tool as deleted; a source's own
+    ``full_cron`` overrides it; empty: never"""
+
+    @field_validator("full_sync_cron")
+    @classmethod
+    def _full_cron(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        _check_cron(value, "UTC", "schedule full_sync_cron")
+        return value
+
     delivery_poll_seconds: float = Field(default=5.0, gt=0)
     in_serve: bool = False
     """run the scheduler inside ``ticketflow serve`` (single worker) instead of a separate

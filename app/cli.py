@@ -26,7 +26,7 @@ from app.warehouse import (
     read_unknown_statuses,
     upgrade,
 )
-from app.warehouse.stats import warehouse_totals
+from app.warehouse.stats import SourceTotals, warehouse_totals
 from connectors.base import TicketType
 from connectors.errors import ConnectorError
 
@@ -227,7 +227,9 @@ def sync_command(
     full: Annotated[
         bool,
         typer.Option(
-            "--full", help="Re-read every ticket, not only those changed since the last sync."
+            "--full",
+            help="Re-read every ticket, not only those changed since the last sync; stored "
+            "tickets the complete scan no longer finds are marked deleted.",
         ),
     ] = False,
 ) -> None:
@@ -306,6 +308,15 @@ def print_sync_summary(results: list[SourceResult]) -> None:
             (err if r.status == "error" else out).print(
                 f"{r.source}: {r.message}", highlight=False, markup=False
             )
+        if r.deleted:
+            out.print(
+                f"{r.source}: {r.deleted:,} stored tickets are no longer in the tool: "
+                "marked deleted (left out of lists and analytics)",
+                highlight=False,
+                markup=False,
+            )
+        if r.deletions_refused:
+            err.print(f"warning: {r.source}: {r.deletions_refused}", highlight=False, markup=False)
 
 
 def _state_text(state: dict[str, Any]) -> str:
@@ -315,6 +326,13 @@ def _state_text(state: dict[str, Any]) -> str:
     if status == "ok" and isinstance(details, dict) and details.get("state") == "running":
         return "interrupted or running (resumes from its cursor)"
     return status
+
+
+def _stored_tickets(totals: SourceTotals | None) -> str:
+    if totals is None:
+        return "0"
+    live = totals.tickets - totals.deleted
+    return f"{live} (+{totals.deleted} deleted)" if totals.deleted else str(live)
 
 
 @app.command("sources")
@@ -355,7 +373,7 @@ def sources_command() -> None:
             str(st.get("tickets_seen", "")),
             str(st.get("events_inserted", "")),
             str(st.get("rows_skipped", "")),
-            str(totals[name].tickets if name in totals else 0),
+            _stored_tickets(totals.get(name)),
             str(totals[name].events if name in totals else 0),
         )
     out.print(table)
@@ -364,8 +382,10 @@ def sources_command() -> None:
             out.print(f"error: {name}: {states[name]['last_error']}", highlight=False, markup=False)
     for name in sorted(states):
         details = states[name].get("details") or {}
-        warnings = details.get("warnings") if isinstance(details, dict) else None
-        for warning in warnings or []:
+        warnings = list(details.get("warnings") or []) if isinstance(details, dict) else []
+        if isinstance(details, dict) and details.get("deletions_refused"):
+            warnings.append(details["deletions_refused"])
+        for warning in warnings:
             out.print(f"warning: {name}: {warning}", highlight=False, markup=False)
     if unknown:
         out.print("unknown statuses (kept raw, mapped to the fallback; add them to status_map):")

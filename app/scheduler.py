@@ -28,6 +28,7 @@ APScheduler's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -200,6 +201,7 @@ class Scheduler:
         if self.lock is None:
             self.lock = LeaderLock(self.engine)
         self._unrecorded: dict[str, datetime] = {}
+        self._first_seen: dict[str, datetime] = {}
 
     def _last_starts(self) -> dict[str, datetime]:
         with self.engine.connect() as conn:
@@ -237,7 +239,12 @@ class Scheduler:
         ran: list[str] = []
         for job in self.jobs:
             now = self.clock()
-            due = now >= job.schedule.next_after(last.get(job.name), now)
+            previous = last.get(job.name)
+            if previous is None and isinstance(job.schedule, CronSchedule):
+                # never run: due at the first fire time after this scheduler first saw it
+                # (an interval job without a run is due at once, a cron job is not)
+                previous = self._first_seen.setdefault(job.name, now)
+            due = now >= job.schedule.next_after(previous, now)
             if not due and not any(name in ran for name in job.after):
                 continue
             if not self.lock.held():
@@ -284,8 +291,8 @@ def default_jobs(
     *,
     client: Any = None,
 ) -> list[Job]:
-    """sync:<source> per network source, then ``alerts`` (after syncs or on its interval),
-    then ``delivery`` every tick."""
+    """sync:<source> per network source (and sync-full:<source> on the full-sync cron), then
+    ``alerts`` (after syncs or on its interval), then ``delivery`` every tick."""
     from app.delivery import deliver_due, make_client, prune
     from app.outbox import evaluate_alerts, queue_digests
     from app.sync import sync_sources
@@ -304,11 +311,24 @@ def default_jobs(
             minutes = entry.interval_minutes if entry and entry.interval_minutes else None
             schedule = IntervalSchedule(timedelta(minutes=minutes or sched.interval_minutes))
 
-        def sync(_now: datetime, name: str = source.name) -> dict[str, Any]:
-            results = sync_sources(settings, source=name, engine=engine)
-            return {r.source: {"status": r.status, "message": r.message} for r in results}
+        def sync(_now: datetime, name: str = source.name, full: bool = False) -> dict[str, Any]:
+            results = sync_sources(settings, source=name, engine=engine, full=full)
+            return {
+                r.source: {"status": r.status, "message": r.message, "deleted": r.deleted}
+                for r in results
+            }
 
         jobs.append(Job(f"sync:{source.name}", schedule, sync))
+        full_cron = entry.full_cron if entry and entry.full_cron else sched.full_sync_cron
+        if full_cron:
+            zone = entry.timezone if entry and entry.full_cron else "UTC"
+            jobs.append(
+                Job(
+                    f"sync-full:{source.name}",
+                    CronSchedule(full_cron, zone),
+                    functools.partial(sync, name=source.name, full=True),
+                )
+            )
 
     def alerts(now: datetime) -> dict[str, Any]:
         result = evaluate_alerts(engine, settings.alerts, now=now)

@@ -107,6 +107,11 @@ class EventRead(_Model):
 
 
 class TicketDetail(TicketRead):
+    deleted_at: datetime | None = Field(
+        default=None,
+        description="when a complete full sync no longer found the ticket in its tool "
+        "(deleted tickets are left out of lists and analytics)",
+    )
     events: list[EventRead] = Field(description="the ticket's history, oldest first")
 
 
@@ -120,8 +125,11 @@ class SourceRead(_Model):
     name: str
     kind: str | None
     configured: bool = Field(description="named in the configuration (else only in the warehouse)")
-    tickets: int
+    tickets: int = Field(description="tickets stored, those marked deleted not counted")
     open_tickets: int
+    deleted_tickets: int = Field(
+        default=0, description="tickets a complete full sync no longer found in the tool"
+    )
     events: int
     last_run_at: datetime | None
     last_success_at: datetime | None

@@ -46,6 +46,7 @@ from app.warehouse import (
     UpsertCounts,
     insert_events,
     make_engine,
+    mark_deleted,
     read_sync_states,
     record_unknown_statuses,
     save_sync_state,
@@ -122,6 +123,10 @@ class SourceResult:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     """phase -> seconds (http, decode, map, frame, read, diff, actions, write)"""
+    deleted: int = 0
+    """stored tickets a complete full scan did not find, marked deleted"""
+    deletions_refused: str | None = None
+    """why a complete full scan marked none deleted although some were missing"""
 
 
 def format_cursor(value: datetime) -> str:
@@ -185,6 +190,7 @@ class TopdeskSync:
             last=page.last,
             unknown_statuses=page.unknown_statuses,
             server_time=page.server_time,
+            excluded=page.excluded,
         )
 
     def history(
@@ -370,6 +376,8 @@ class _Run:
         self.seconds: defaultdict[str, float] = defaultdict(float)
         self.fault = _fault_spec()
         self.now = utcnow()
+        self.found: set[str] | None = set() if self.full else None
+        """external ids a full scan has listed so far (deletions are inferred at its end)"""
 
     def _timed(self, phase: str, started: float) -> float:
         now = time.perf_counter()
@@ -420,11 +428,17 @@ class _Run:
             stale=self.result.stale + len(stale),
             cursor=format_cursor(cursor) if cursor else None,
         )
+        found = self.found
+        if found is not None:
+            found.update(frame["external_id"].tolist())
+            found.update(page.excluded)
         with self.engine.begin() as conn:
             counts = upsert_tickets(conn, fresh, now=self.now)
             _checkpoint(self.fault, "tickets", number)
             inserted = insert_events(conn, events, now=self.now)
             _checkpoint(self.fault, "events", number)
+            if page.last and found is not None:
+                self._reconcile(conn, found, after)
             if page.unknown_statuses:
                 record_unknown_statuses(
                     conn,
@@ -464,6 +478,29 @@ class _Run:
         if self.progress is not None:
             self.progress(source, r.pages, r.incidents, page.last)
 
+    def _reconcile(self, conn: Connection, found: set[str], after: SourceResult) -> None:
+        """End of a complete full scan: mark stored tickets it did not find as deleted, in
+        the transaction of its last page (an interrupted scan marks none)."""
+        source = self.config.name
+        deletions = mark_deleted(
+            conn,
+            source=source,
+            found=found,
+            now=self.now,
+            max_fraction=self.config.max_delete_fraction,
+        )
+        after.deleted, after.deletions_refused = deletions.marked, deletions.refused
+        if deletions.refused:
+            log.warning("%s: %s", source, deletions.refused, extra={"source": source})
+        elif deletions.marked:
+            log.info(
+                "%s: %d of %d stored tickets no longer listed: marked deleted",
+                source,
+                deletions.marked,
+                deletions.live,
+                extra={"source": source, "deleted": deletions.marked},
+            )
+
     def _save(
         self, conn: Connection, r: SourceResult, unknown: Counter[str], *, state: str
     ) -> None:
@@ -496,6 +533,8 @@ class _Run:
             **self.connector.details(),
             "cursor_before": r.cursor_before,
             "unknown_statuses": dict(self.unknown if unknown is None else unknown),
+            **({"deleted": r.deleted} if r.full else {}),
+            **({"deletions_refused": r.deletions_refused} if r.deletions_refused else {}),
         }
 
     def finish(self) -> None:

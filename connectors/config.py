@@ -76,6 +76,9 @@ class HttpSourceConfig(SourceConfigBase):
     max_backoff_seconds: float = Field(default=60.0, ge=0)
     max_retry_after_seconds: float = Field(default=300.0, ge=0)
     """the longest ``Retry-After`` honoured; a server asking for more stops the source"""
+    max_delete_fraction: float = Field(default=0.5, ge=0, le=1)
+    """a complete ``--full`` sync marks stored tickets it did not find as deleted, unless more
+    than this share of them is missing (then it marks none and reports why)"""
 
     @field_validator("base_url")
     @classmethod

@@ -68,6 +68,9 @@ class TicketPage:
     """tickets the server says the run will see (progress), when it says"""
     context: Any = None
     """connector-private data that ``history`` needs (raw records), opaque to the engine"""
+    excluded: list[str] = field(default_factory=list)
+    """external ids the server listed that the connector chose not to store (TOPdesk partials
+    and archived incidents when not configured): a complete full scan counts them as found"""
 
 
 class SyncConnector(Protocol):

@@ -176,6 +176,8 @@ class IncidentPage:
     """processing status names the status map does not know (mapped by the flags)"""
     server_time: datetime | None = None
     """the response's ``Date`` header"""
+    excluded: list[str] = field(default_factory=list)
+    """ids of listed incidents not stored (partials, archived, unless configured)"""
 
 
 # --- pure helpers -------------------------------------------------------------------------
@@ -725,7 +727,9 @@ class TopdeskConnector:
         """
         server = self._server or self.probe()
         keyset = server.paging is Paging.PAGE_START
-        include_all = self.config.partials or self.config.archived
+        # a full scan lists archived incidents and partials too, even when they are not
+        # stored: the sync then knows they still exist (only a missing one is deleted)
+        include_all = self.config.partials or self.config.archived or since is None
         bound = _floor_second(since) if since is not None else None
         offset = 0
         anchor: tuple[str, datetime] | None = None
@@ -809,6 +813,7 @@ class TopdeskConnector:
         tickets: list[TicketRecord] = []
         actors: list[str | None] = []
         unknown: Counter[str] = Counter()
+        excluded: list[str] = []
         root = api_root(self.config.base_url)
         cache: dict[Any, Any] = {}
         for item, mod in zip(items, mods, strict=True):
@@ -820,6 +825,7 @@ class TopdeskConnector:
                 continue
             seen[item["id"]] = mod
             if not self._included(item):
+                excluded.append(str(item["id"]))
                 continue
             record, known = _map_incident(
                 item,
@@ -842,6 +848,7 @@ class TopdeskConnector:
             last=kind is not PageKind.MORE,
             unknown_statuses=unknown,
             server_time=server_time(response),
+            excluded=excluded,
         )
 
     def _included(self, incident: Mapping[str, Any]) -> bool:

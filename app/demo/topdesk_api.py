@@ -332,6 +332,20 @@ class TopdeskApi:
             self._store(incident)
             return incident
 
+    def delete(self, incident_id: str) -> None:
+        """Remove an incident, as an operator with delete rights can (TOPdesk lists no
+        deletions: the incident just stops being listed)."""
+        with self.lock:
+            del self.incidents[incident_id]
+            del self._mods[incident_id]
+            self.actions.pop(incident_id, None)
+            self._index = None
+
+    def restore(self, incident: dict[str, Any]) -> None:
+        """Put an incident back as it was (after ``delete``: a restore from a backup)."""
+        with self.lock:
+            self._store(dict(incident))
+
     def add_action(
         self,
         incident_id: str,

@@ -38,13 +38,15 @@ def list_sources(
 ) -> list[SourceRead] | Response:
     """Each source: kind, ticket and event counts, last run and its outcome, unknown statuses."""
     done = [s.value for s in DONE_STATES]
+    live = Ticket.deleted_at.is_(None)
     counts = {
-        r.source: (r.tickets, r.open)
+        r.source: (r.tickets, r.open, r.deleted)
         for r in conn.execute(
             select(
                 Ticket.source,
-                func.count().label("tickets"),
-                func.sum(case((Ticket.state.not_in(done), 1), else_=0)).label("open"),
+                func.sum(case((live, 1), else_=0)).label("tickets"),
+                func.sum(case((live & Ticket.state.not_in(done), 1), else_=0)).label("open"),
+                func.sum(case((live, 0), else_=1)).label("deleted"),
             ).group_by(Ticket.source)
         )
     }
@@ -59,14 +61,15 @@ def list_sources(
     out = []
     for name in sorted(set(configured) | set(states) | set(counts)):
         state: dict[str, Any] = states.get(name, {})
-        tickets, open_tickets = counts.get(name, (0, 0))
+        tickets, open_tickets, deleted = counts.get(name, (0, 0, 0))
         out.append(
             SourceRead(
                 name=name,
                 kind=configured.get(name) or state.get("kind"),
                 configured=name in configured,
-                tickets=tickets,
+                tickets=int(tickets or 0),
                 open_tickets=int(open_tickets or 0),
+                deleted_tickets=int(deleted or 0),
                 events=events.get(name, 0),
                 last_run_at=state.get("last_run_at"),
                 last_success_at=state.get("last_success_at"),

@@ -44,7 +44,7 @@ _COLUMNS = [getattr(Ticket, name) for name in TICKET_FIELDS]
 
 
 def _conditions(filters: Filters) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = []
+    where: list[ColumnElement[bool]] = [Ticket.deleted_at.is_(None)]
     for name in ("source", "team", "assignee", "state"):
         values = getattr(filters, name)
         if values:
@@ -122,7 +122,9 @@ def get_ticket(
     """The ticket and every recorded change, oldest first."""
     row = (
         conn.execute(
-            select(*_COLUMNS).where(Ticket.source == source, Ticket.external_id == external_id)
+            select(*_COLUMNS, Ticket.deleted_at).where(
+                Ticket.source == source, Ticket.external_id == external_id
+            )
         )
         .mappings()
         .first()

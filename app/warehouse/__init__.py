@@ -9,8 +9,10 @@ from app.warehouse.reads import (
     read_unknown_statuses,
 )
 from app.warehouse.writes import (
+    Deletions,
     UpsertCounts,
     insert_events,
+    mark_deleted,
     record_unknown_statuses,
     save_sync_state,
     upsert_tickets,
@@ -18,11 +20,13 @@ from app.warehouse.writes import (
 )
 
 __all__ = [
+    "Deletions",
     "UpsertCounts",
     "current_revision",
     "head_revision",
     "insert_events",
     "make_engine",
+    "mark_deleted",
     "read_events_frame",
     "read_sync_states",
     "read_tickets_frame",

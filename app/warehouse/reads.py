@@ -115,10 +115,13 @@ def _frame(
 
 
 def read_tickets_frame(
-    conn: Connection, *, source: str | None = None, raw: bool = True
+    conn: Connection, *, source: str | None = None, raw: bool = True, deleted: bool = False
 ) -> pd.DataFrame:
     """All tickets (of one source when given) with the canonical columns plus ``loaded_at``,
     ordered by source and external id; the ``TICKET_CATEGORIES`` columns are categoricals.
+
+    Tickets marked deleted (no longer found in their tool) are left out unless ``deleted``;
+    then the frame has a ``deleted_at`` column too.
 
     ``raw=False`` leaves the vendor payloads in the database (the ``raw`` column is all None):
     the analytics never look at them, and parsing a JSON document per ticket was most of the
@@ -129,13 +132,18 @@ def read_tickets_frame(
     1,000,000 tickets. (SQLite's BINARY order of UTF-8 text is Python's order of ``str``.)
     """
     names = [c for c in (*TICKET_COLUMNS, "loaded_at") if raw or c != "raw"]
+    if deleted:
+        names.append("deleted_at")
     stmt = select(*(getattr(Ticket, c) for c in names))
     scan = source is None and conn.dialect.name == "sqlite"
     if source is not None:
         stmt = stmt.where(Ticket.source == source)
+    if not deleted:
+        stmt = stmt.where(Ticket.deleted_at.is_(None))
     if not scan:
         stmt = stmt.order_by(Ticket.source, Ticket.external_id)
-    frame = _frame(conn, stmt, _TICKET_TIMES, json=("raw",) if raw else ())
+    times = (*_TICKET_TIMES, "deleted_at") if deleted else _TICKET_TIMES
+    frame = _frame(conn, stmt, times, json=("raw",) if raw else ())
     if scan and len(frame):
         keys = (frame["external_id"].to_numpy(dtype=object), frame["source"].to_numpy(dtype=object))
         frame = frame.take(np.lexsort(keys)).reset_index(drop=True)
@@ -146,9 +154,13 @@ def read_tickets_frame(
     return as_categories(frame, TICKET_CATEGORIES, sorted_by=("source",))
 
 
-def read_events_frame(conn: Connection, *, source: str | None = None) -> pd.DataFrame:
+def read_events_frame(
+    conn: Connection, *, source: str | None = None, deleted: bool = False
+) -> pd.DataFrame:
     """All events (of one source when given), ordered by ticket, time and sequence (ties in
-    the order stored, on both backends); the ``EVENT_CATEGORIES`` columns are categoricals."""
+    the order stored, on both backends); the ``EVENT_CATEGORIES`` columns are categoricals.
+
+    Events of tickets marked deleted are left out unless ``deleted``."""
     cols = [getattr(Event, c) for c in EVENT_COLUMNS]
     # id last: events of one ticket at the same instant and seq come in the order they were stored
     stmt = select(*cols).order_by(
@@ -158,7 +170,25 @@ def read_events_frame(conn: Connection, *, source: str | None = None) -> pd.Data
         stmt = stmt.where(Event.source == source)
     frame = _frame(conn, stmt, ("occurred_at",))
     frame["seq"] = frame["seq"].astype("int64")
+    if not deleted:
+        frame = _without_deleted(conn, frame, source)
     return as_categories(frame, EVENT_CATEGORIES, sorted_by=("source", "ticket_id"))
+
+
+def _without_deleted(conn: Connection, events: pd.DataFrame, source: str | None) -> pd.DataFrame:
+    """``events`` without those of deleted tickets (found on the partial index of deleted
+    tickets, which is empty, and costs nothing, while no ticket is deleted)."""
+    stmt = select(Ticket.source, Ticket.external_id).where(Ticket.deleted_at.is_not(None))
+    if source is not None:
+        stmt = stmt.where(Ticket.source == source)
+    gone = conn.execute(stmt).all()
+    if not gone or events.empty:
+        return events
+    keys = pd.MultiIndex.from_tuples([tuple(k) for k in gone])
+    drop = pd.MultiIndex.from_arrays(
+        [events["source"].to_numpy(dtype=object), events["ticket_id"].to_numpy(dtype=object)]
+    ).isin(keys)
+    return events[~drop].reset_index(drop=True)
 
 
 def read_sync_states(conn: Connection) -> list[dict[str, Any]]:

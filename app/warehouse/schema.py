@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -64,6 +65,13 @@ class Ticket(Base):
         CheckConstraint("priority IS NULL OR priority BETWEEN 1 AND 5", name="priority"),
         Index(None, "source", "state"),
         Index(None, "source", "updated_at"),
+        Index(
+            "ix_tickets_deleted",
+            "source",
+            "external_id",
+            sqlite_where=text("deleted_at IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NOT NULL"),
+        ),
     )
 
     source: Mapped[str] = mapped_column(String(100), primary_key=True)
@@ -90,6 +98,8 @@ class Ticket(Base):
     raw: Mapped[Any] = mapped_column(JSONType())
     loaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
     """when this row last changed in the warehouse"""
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """when a complete full scan of the source no longer found the ticket (None: present)"""
 
 
 class Event(Base):

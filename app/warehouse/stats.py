@@ -18,6 +18,8 @@ class SourceTotals:
     source: str
     tickets: int
     events: int
+    deleted: int = 0
+    """of ``tickets``, those marked deleted (no longer found in their tool)"""
 
 
 def warehouse_totals(conn: Connection, *, source: str | None = None) -> dict[str, SourceTotals]:
@@ -40,11 +42,25 @@ def warehouse_totals(conn: Connection, *, source: str | None = None) -> dict[str
         tickets = tickets.where(Ticket.source == source)
         events = events.where(Event.source == source)
     ticket_counts = {str(s): int(n) for s, n in conn.execute(tickets)}
+    # from the partial index of deleted tickets (empty while none are deleted)
+    gone = (
+        select(Ticket.source, func.count())
+        .where(Ticket.deleted_at.is_not(None))
+        .group_by(Ticket.source)
+    )
+    if source is not None:
+        gone = gone.where(Ticket.source == source)
+    deleted_counts = {str(s): int(n) for s, n in conn.execute(gone)}
     event_counts = {str(s): int(n) for s, n in conn.execute(events)}
     names = set(ticket_counts) | set(event_counts)
     if source is not None:
         names.add(source)
     return {
-        name: SourceTotals(name, ticket_counts.get(name, 0), event_counts.get(name, 0))
+        name: SourceTotals(
+            name,
+            ticket_counts.get(name, 0),
+            event_counts.get(name, 0),
+            deleted_counts.get(name, 0),
+        )
         for name in sorted(names)
     }

@@ -22,18 +22,20 @@ from typing import Any
 
 import orjson
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from app.warehouse.schema import SyncState, UnknownStatus
+from app.warehouse.schema import SyncState, Ticket, UnknownStatus
 from app.warehouse.types import utc_strings
 from connectors.base import EVENT_COLUMNS, TICKET_COLUMNS
 
 __all__ = [
+    "Deletions",
     "UpsertCounts",
     "insert_events",
+    "mark_deleted",
     "record_unknown_statuses",
     "save_sync_state",
     "upsert_tickets",
@@ -181,6 +183,9 @@ def _ticket_upsert_sql(dialect: str, *, from_stage: str | None = None) -> str:
         changed = f"({old}) IS DISTINCT FROM ({new})"
     else:
         changed = " OR ".join(f"tickets.{c} IS NOT excluded.{c}" for c in value_cols)
+    # a ticket marked deleted that its tool sends again is back
+    assign += ", deleted_at = NULL"
+    changed += " OR tickets.deleted_at IS NOT NULL"
     source = (
         f"SELECT {cols} FROM {from_stage} WHERE true"
         if from_stage
@@ -334,6 +339,73 @@ def insert_events(conn: Connection, events: pd.DataFrame, *, now: datetime) -> i
         return int(conn.exec_driver_sql(_event_insert_sql(dialect, from_stage=stage)).rowcount)
     columns = _event_columns(events, dialect=dialect, now=now)
     return _executemany(conn, _event_insert_sql(dialect), columns)
+
+
+@dataclass(frozen=True)
+class Deletions:
+    """What ``mark_deleted`` did: tickets marked, or the reason it refused to mark any."""
+
+    marked: int
+    missing: int
+    """live tickets of the source the scan did not find"""
+    live: int
+    """tickets of the source that were not deleted before"""
+    refused: str | None = None
+
+
+def mark_deleted(
+    conn: Connection,
+    *,
+    source: str,
+    found: Iterable[str],
+    now: datetime,
+    max_fraction: float = 1.0,
+) -> Deletions:
+    """Mark the source's live tickets that a complete scan did not find as deleted.
+
+    Only a scan that read every ticket of the source to the end may call this: a ticket it
+    did not find is gone from the tool (deleted, or no longer visible to ticketflow's user).
+    The rows and their events stay; ``deleted_at`` and ``loaded_at`` are set, and an upsert
+    of the same ticket later clears the mark.
+
+    Args:
+        found: external ids the scan saw (including ones it chose not to store).
+        max_fraction: refuse, and mark nothing, when more than this share of the live
+            tickets would be marked (a wrong filter or a lost permission, not real deletions).
+    """
+    seen = set(found)
+    stored = conn.execute(
+        select(Ticket.external_id).where(Ticket.source == source, Ticket.deleted_at.is_(None))
+    ).scalars()
+    missing = [key for key in stored if key not in seen]
+    live = conn.execute(
+        select(func.count())
+        .select_from(Ticket)
+        .where(Ticket.source == source, Ticket.deleted_at.is_(None))
+    ).scalar_one()
+    if not missing:
+        return Deletions(0, 0, live)
+    if len(missing) > max_fraction * live:
+        return Deletions(
+            0,
+            len(missing),
+            live,
+            refused=(
+                f"the complete scan did not find {len(missing):,} of {live:,} stored tickets "
+                f"({len(missing) / live:.0%}), more than max_delete_fraction "
+                f"{max_fraction:g}: none marked deleted. If they are really gone, raise "
+                "max_delete_fraction for this source and sync with --full again"
+            ),
+        )
+    stamp = _now_text(now, conn.dialect.name) if conn.dialect.name == "sqlite" else now
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    sql = (
+        f"UPDATE tickets SET deleted_at = {mark}, loaded_at = {mark} "
+        f"WHERE source = {mark} AND external_id = {mark} AND deleted_at IS NULL"
+    )
+    n = len(missing)
+    marked = _executemany(conn, sql, [[stamp] * n, [stamp] * n, [source] * n, missing])
+    return Deletions(marked, len(missing), live)
 
 
 def _upsert(

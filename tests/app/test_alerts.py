@@ -467,6 +467,8 @@ def test_schedule_settings_take_an_interval_or_a_valid_cron() -> None:
         {"source": "a", "cron": "61 * * * *"},
         {"source": "a", "cron": "* * *"},
         {"source": "a", "cron": "* * * * *", "interval_minutes": 5},
+        {"source": "a", "cron": "0 3 * * 1-5"},  # numbered weekdays: dialects disagree
+        {"source": "a", "interval_minutes": 5, "full_cron": "0 3 * * 0"},
     ):
         with pytest.raises(ConfigError, match="schedule"):
             load_settings(None, schedule={"sources": [bad]})

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from app.warehouse import insert_events, make_engine, upsert_tickets
+from app.warehouse import insert_events, make_engine, mark_deleted, upsert_tickets
 from connectors.base import (
     EventField,
     EventOrigin,
@@ -526,3 +526,30 @@ def test_daily_report_milestones_of_today(tmp_path: Path, monkeypatch: pytest.Mo
         },
     ]
     assert body["counts"]["milestones"] == 2
+
+
+def test_deleted_tickets_are_left_out_but_still_answer_by_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_env(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    engine = warehouse(url)
+    with engine.begin() as conn:
+        stored = [
+            r[0]
+            for r in conn.exec_driver_sql("SELECT external_id FROM tickets WHERE source = 'desk'")
+        ]
+        gone = mark_deleted(
+            conn, source="desk", found=set(stored) - {"T1", "T2"}, now=datetime.now(UTC)
+        )
+    assert gone.marked == 2
+    with client_for(settings_for(url), engine) as c:
+        listed = c.get("/api/v1/tickets?limit=500", headers=READ).json()
+        assert listed["total"] == 18
+        assert not {"desk/T1", "desk/T2"} & set(_ids(listed))
+        detail = c.get("/api/v1/tickets/desk/T1", headers=READ)
+        assert detail.status_code == 200 and detail.json()["deleted_at"] is not None
+        assert c.get("/api/v1/tickets/desk/T3", headers=READ).json()["deleted_at"] is None
+        desk = {s["name"]: s for s in c.get("/api/v1/sources", headers=READ).json()}["desk"]
+        assert (desk["tickets"], desk["deleted_tickets"]) == (13, 2)
+    engine.dispose()

@@ -114,3 +114,27 @@ def test_0003_rewrites_the_checks_and_keeps_every_row(warehouse_url: str) -> Non
 
 
 _LOADED = "'2026-01-01T00:00:00.000000+00:00'"
+
+
+def test_0004_adds_deleted_at_and_keeps_every_row(warehouse_url: str) -> None:
+    engine = make_engine(warehouse_url, ensure=False)
+    try:
+        upgrade(engine, "0003")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO tickets (source, external_id, type, state, raw, loaded_at) "
+                f"VALUES ('desk', 'a', 'incident', 'new', '{{}}', {_LOADED})"
+            )
+        upgrade(engine)
+        with engine.begin() as conn:
+            assert conn.exec_driver_sql("SELECT deleted_at FROM tickets").all() == [(None,)]
+            conn.exec_driver_sql(f"UPDATE tickets SET deleted_at = {_LOADED}")
+        downgrade(engine, "0003")
+        assert _ticket_ids(engine) == ["a"]
+        with pytest.raises(Exception, match="deleted_at"), engine.connect() as conn:
+            conn.exec_driver_sql("SELECT deleted_at FROM tickets")
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        assert _ticket_ids(engine) == ["a"]
+    finally:
+        engine.dispose()

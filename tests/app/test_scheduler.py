@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from app.scheduler import CronSchedule, IntervalSchedule, Job, LeaderLock, Scheduler
+from app.scheduler import CronSchedule, IntervalSchedule, Job, LeaderLock, Scheduler, default_jobs
+from app.settings import Settings
 from app.warehouse import make_engine
 from app.warehouse.alerts_schema import OutboxMessage, SchedulerRun
 
@@ -254,3 +255,52 @@ def test_the_worker_refuses_a_webhook_the_egress_policy_forbids(
     )
     with pytest.raises(ConfigError, match="cloud metadata"):
         start_scheduler(settings, once=True)
+
+
+def test_a_cron_job_that_never_ran_runs_at_its_first_fire_time(engine: Engine) -> None:
+    now = [datetime(2024, 3, 2, 10, 5, tzinfo=UTC)]  # a Saturday
+    calls: list[datetime] = []
+    jobs = [Job("sync-full:a", CronSchedule("0 3 * * sun"), calls.append)]  # Sundays 03:00 UTC
+    scheduler = Scheduler(engine, jobs, clock=lambda: now[0], holder="one")
+    assert scheduler.tick() == []
+    now[0] = datetime(2024, 3, 3, 2, 59, tzinfo=UTC)
+    assert scheduler.tick() == []
+    now[0] = datetime(2024, 3, 3, 3, 0, 5, tzinfo=UTC)
+    assert scheduler.tick() == ["sync-full:a"]
+    now[0] = datetime(2024, 3, 3, 4, 0, tzinfo=UTC)
+    assert scheduler.tick() == []  # the run is recorded: next Sunday
+    assert calls == [datetime(2024, 3, 3, 3, 0, 5, tzinfo=UTC)]
+    scheduler.lock.release()  # type: ignore[union-attr]
+
+
+def test_every_network_source_gets_a_weekly_full_sync_unless_configured(tmp_path: Path) -> None:
+    sources = [
+        {"name": "td", "kind": "topdesk", "base_url": "https://td.example"},
+        {"name": "sn", "kind": "servicenow", "base_url": "https://sn.example"},
+    ]
+    settings = Settings.model_validate(
+        {
+            "warehouse": {"url": f"sqlite:///{tmp_path / 'w.db'}"},
+            "sources": sources,
+            "schedule": {
+                "sources": [
+                    {
+                        "source": "sn",
+                        "interval_minutes": 5,
+                        "full_cron": "30 1 * * *",
+                        "timezone": "Europe/Amsterdam",
+                    }
+                ]
+            },
+        }
+    )
+    engine = make_engine(settings.warehouse.url)
+    jobs = {j.name: j for j in default_jobs(engine, settings)}
+    assert jobs["sync-full:td"].schedule == CronSchedule("0 3 * * sun", "UTC")
+    assert jobs["sync-full:sn"].schedule == CronSchedule("30 1 * * *", "Europe/Amsterdam")
+    never = settings.model_copy(
+        update={"schedule": settings.schedule.model_copy(update={"full_sync_cron": None})}
+    )
+    names = {j.name for j in default_jobs(engine, never)}
+    assert "sync-full:td" not in names and "sync-full:sn" in names
+    engine.dispose()

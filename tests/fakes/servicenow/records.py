@@ -161,6 +161,11 @@ class Records(Instance):
             store = self.table(table)
             return store.as_dict(store.rows[sys_id])
 
+    def delete_record(self, sys_id: str, *, table: str = "incident") -> None:
+        """Delete a record: it stops being listed (its audit rows stay, as in ServiceNow)."""
+        with self.lock:
+            self.table(table).delete(sys_id)
+
     def modify(
         self,
         sys_id: str,

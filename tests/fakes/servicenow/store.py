@@ -94,6 +94,13 @@ class Table:
                 row[self.columns[name]] = value
         return row
 
+    def delete(self, sys_id: str) -> None:
+        """Remove a row; indexes follow if built."""
+        row = self.rows[sys_id]
+        if self._ordered or self._hashed:
+            self._index_remove(sys_id, row)
+        del self.rows[sys_id]
+
     def bulk_loaded(self) -> None:
         """Forget the indexes after writing rows directly (they rebuild on next use)."""
         self._ordered.clear()
