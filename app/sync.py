@@ -47,6 +47,7 @@ from app.warehouse import (
     insert_events,
     make_engine,
     mark_deleted,
+    mark_ids_deleted,
     read_sync_states,
     record_unknown_statuses,
     save_sync_state,
@@ -124,7 +125,8 @@ class SourceResult:
     timings: dict[str, float] = field(default_factory=dict)
     """phase -> seconds (http, decode, map, frame, read, diff, actions, write)"""
     deleted: int = 0
-    """stored tickets a complete full scan did not find, marked deleted"""
+    """stored tickets marked deleted: reported deleted by the tool, or not found by a
+    complete full scan"""
     deletions_refused: str | None = None
     """why a complete full scan marked none deleted although some were missing"""
 
@@ -376,8 +378,8 @@ class _Run:
         self.seconds: defaultdict[str, float] = defaultdict(float)
         self.fault = _fault_spec()
         self.now = utcnow()
-        self.found: set[str] | None = set() if self.full else None
-        """external ids a full scan has listed so far (deletions are inferred at its end)"""
+        self.found: set[str] = set()
+        """external ids this run has listed so far (a full scan infers deletions from them)"""
 
     def _timed(self, phase: str, started: float) -> float:
         now = time.perf_counter()
@@ -429,15 +431,18 @@ class _Run:
             cursor=format_cursor(cursor) if cursor else None,
         )
         found = self.found
-        if found is not None:
-            found.update(frame["external_id"].tolist())
-            found.update(page.excluded)
+        found.update(frame["external_id"].tolist())
+        found.update(page.excluded)
+        # deleted as the tool says, unless this run listed it (deleted, then restored)
+        reported = [i for i in page.deleted if i not in found]
         with self.engine.begin() as conn:
             counts = upsert_tickets(conn, fresh, now=self.now)
             _checkpoint(self.fault, "tickets", number)
             inserted = insert_events(conn, events, now=self.now)
             _checkpoint(self.fault, "events", number)
-            if page.last and found is not None:
+            if reported:
+                after.deleted += mark_ids_deleted(conn, source=source, ids=reported, now=self.now)
+            if page.last and self.full:
                 self._reconcile(conn, found, after)
             if page.unknown_statuses:
                 record_unknown_statuses(
@@ -489,7 +494,8 @@ class _Run:
             now=self.now,
             max_fraction=self.config.max_delete_fraction,
         )
-        after.deleted, after.deletions_refused = deletions.marked, deletions.refused
+        after.deleted += deletions.marked
+        after.deletions_refused = deletions.refused
         if deletions.refused:
             log.warning("%s: %s", source, deletions.refused, extra={"source": source})
         elif deletions.marked:
@@ -533,7 +539,7 @@ class _Run:
             **self.connector.details(),
             "cursor_before": r.cursor_before,
             "unknown_statuses": dict(self.unknown if unknown is None else unknown),
-            **({"deleted": r.deleted} if r.full else {}),
+            **({"deleted": r.deleted} if r.full or r.deleted else {}),
             **({"deletions_refused": r.deletions_refused} if r.deletions_refused else {}),
         }
 

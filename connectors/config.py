@@ -179,7 +179,11 @@ class ServiceNowSourceConfig(HttpSourceConfig):
     page_size: int = Field(default=1000, ge=2, le=10_000)
     """``sysparm_limit`` of the record list requests"""
     history_page_size: int = Field(default=1000, ge=1, le=10_000)
-    """``sysparm_limit`` of the ``sys_audit``/``sys_journal_field`` requests"""
+    """``sysparm_limit`` of the ``sys_audit``/``sys_journal_field``/``sys_audit_delete``
+    requests"""
+    read_deletions: bool = True
+    """each incremental sync reads ``sys_audit_delete`` and marks deleted records at once
+    (without it, or without read access, only full syncs find deletions)"""
     overlap_seconds: float = Field(default=120.0, ge=0)
     """each incremental sync re-reads this much before the stored cursor"""
     display_value: Literal["all", "false"] = "all"

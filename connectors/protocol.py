@@ -68,6 +68,9 @@ class TicketPage:
     """tickets the server says the run will see (progress), when it says"""
     context: Any = None
     """connector-private data that ``history`` needs (raw records), opaque to the engine"""
+    deleted: list[str] = field(default_factory=list)
+    """external ids the tool itself reports deleted since the run's start (ServiceNow's
+    ``sys_audit_delete``), on the last page of an incremental run"""
     excluded: list[str] = field(default_factory=list)
     """external ids the server listed that the connector chose not to store (TOPdesk partials
     and archived incidents when not configured): a complete full scan counts them as found"""

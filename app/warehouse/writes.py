@@ -36,6 +36,7 @@ __all__ = [
     "UpsertCounts",
     "insert_events",
     "mark_deleted",
+    "mark_ids_deleted",
     "record_unknown_statuses",
     "save_sync_state",
     "upsert_tickets",
@@ -397,15 +398,23 @@ def mark_deleted(
                 "max_delete_fraction for this source and sync with --full again"
             ),
         )
+    marked = mark_ids_deleted(conn, source=source, ids=missing, now=now)
+    return Deletions(marked, len(missing), live)
+
+
+def mark_ids_deleted(conn: Connection, *, source: str, ids: Sequence[str], now: datetime) -> int:
+    """Mark these tickets of ``source`` deleted (those stored and not marked yet); return how
+    many were marked. For deletions the tool reports itself, and for ``mark_deleted``."""
+    if not ids:
+        return 0
     stamp = _now_text(now, conn.dialect.name) if conn.dialect.name == "sqlite" else now
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     sql = (
         f"UPDATE tickets SET deleted_at = {mark}, loaded_at = {mark} "
         f"WHERE source = {mark} AND external_id = {mark} AND deleted_at IS NULL"
     )
-    n = len(missing)
-    marked = _executemany(conn, sql, [[stamp] * n, [stamp] * n, [source] * n, missing])
-    return Deletions(marked, len(missing), live)
+    n = len(ids)
+    return _executemany(conn, sql, [[stamp] * n, [stamp] * n, [source] * n, list(ids)])
 
 
 def _upsert(

@@ -39,6 +39,7 @@ from connectors.servicenow.history import audit_events
 from connectors.servicenow.names import NameCache
 from connectors.servicenow.query import (
     TABLE_PATH,
+    format_sn_datetime,
     has_next,
     keyset_query,
     list_params,
@@ -270,20 +271,65 @@ class ServiceNowConnector:
             scan.finished_at = when
         frame, currents, actors, unknown = self._map(wanted, scan.table, mapper)
         self.stats.seconds["map"] += time.perf_counter() - started
+        last = scan.done and last_table
         return TicketPage(
             number=number,
             tickets=frame,
             actors=actors,
             position=_frontier(scans),
             received=len(rows),
-            last=scan.done and last_table,
+            last=last,
             unknown_statuses=unknown,
             server_time=when,
             total=self.total,
             context=PageContext(
                 table=scan.table, mapper=mapper, currents={c.sys_id: c for c in currents}
             ),
+            deleted=self.deleted_since(since) if last and since is not None else [],
         )
+
+    # --- deletions ------------------------------------------------------------------------
+
+    def deleted_since(self, since: datetime) -> list[str]:
+        """sys_ids of records of the configured tables deleted at or after ``since``, from
+        ``sys_audit_delete`` (the "Deleted Records" module), oldest first.
+
+        Deletions are filed under the record's own table, which is what is configured here
+        (``incident``, ``sc_req_item``...). Where the table is not readable (HTTP 403) or a
+        table's deletions are not audited (``no_audit_delete``), this finds nothing and says
+        so once: the weekly full sync still finds those deletions.
+        """
+        if not self.config.read_deletions:
+            return []
+        started = time.perf_counter()
+        tables = ",".join(self.config.effective_tables)
+        literal = format_sn_datetime(since, self.zone)
+        query = f"tablenameIN{tables}^sys_created_on>={literal}^ORDERBYsys_created_on^ORDERBYsys_id"
+        limit = self.config.history_page_size
+        found: list[str] = []
+        offset = 0
+        while True:
+            params = list_params(
+                query=query,
+                fields=("sys_id", "tablename", "documentkey", "sys_created_on"),
+                limit=limit,
+                offset=offset,
+                display_value="false",
+            )
+            response = self.http.get(f"{TABLE_PATH}/sys_audit_delete", params, accept=(403,))
+            if response.status_code == 403:
+                self._warn(
+                    "sys_audit_delete is not readable (HTTP 403): deleted records are found "
+                    "by full syncs only; grant read on sys_audit_delete to see them at once"
+                )
+                return []
+            rows = parse_result(response, source=self.source)
+            found += [key for r in rows if (key := raw(r.get("documentkey")))]
+            if not has_next(response, rows=len(rows), limit=limit, offset=offset):
+                break
+            offset += limit
+        self.stats.seconds["deletions"] += time.perf_counter() - started
+        return list(dict.fromkeys(found))
 
     def _keys(
         self,

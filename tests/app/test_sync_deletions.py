@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from app.sync import sync_source
+from app.sync import SourceResult, sync_source
 from app.warehouse import read_events_frame, read_sync_states, read_tickets_frame
 from app.warehouse.stats import warehouse_totals
 from tests.app.test_sync import Desk, _sync
@@ -149,3 +149,58 @@ def test_a_full_servicenow_sync_marks_deleted_records(
     marked = set(frame.loc[frame["deleted_at"].notna(), "external_id"])
     assert marked == set(gone)
     assert set(frame.loc[frame["deleted_at"].isna(), "external_id"]) == set(sn.records())
+
+
+def _sn(monkeypatch: pytest.MonkeyPatch, **fake: object) -> Instance:
+    sn = Instance(fake=dict(fake))
+    monkeypatch.setenv(sn.password_env, sn.fake.password)
+    return sn
+
+
+def _sn_sync(engine: Engine, sn: Instance, *, full: bool = False) -> SourceResult:
+    return sync_source(engine, sn.config, full=full, client_factory=sn.client, sleep=lambda _: None)
+
+
+def _sn_deleted(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        frame = read_tickets_frame(conn, source="sn", raw=False, deleted=True)
+    return set(frame.loc[frame["deleted_at"].notna(), "external_id"])
+
+
+def test_servicenow_deletions_are_marked_by_the_next_incremental_sync(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sn = _sn(monkeypatch)
+    sn.fake.generate(30, seed=5)
+    assert _sn_sync(engine, sn).status == "ok"
+    gone = sorted(sn.records())[:3]
+    for sys_id in gone:
+        sn.fake.delete_record(sys_id)
+    sn.fake.modify(sorted(sn.records())[5], short_description="still here, changed")
+    result = _sn_sync(engine, sn)
+    assert (result.status, result.deleted) == ("ok", 3), result.message
+    assert _sn_deleted(engine) == set(gone)
+    asked = [r for r in sn.fake.requests if r.path.endswith("/sys_audit_delete")]
+    assert len(asked) == 1
+    query = asked[0].params["sysparm_query"]
+    assert query.startswith("tablenameINincident^sys_created_on>=")
+    assert _sn_sync(engine, sn).deleted == 0  # already marked
+
+
+def test_servicenow_without_read_access_to_deletions_finds_them_in_the_full_sync(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sn = _sn(monkeypatch, deletions_readable=False)
+    sn.fake.generate(30, seed=6)
+    assert _sn_sync(engine, sn).status == "ok"
+    gone = sorted(sn.records())[-2:]
+    for sys_id in gone:
+        sn.fake.delete_record(sys_id)
+    incremental = _sn_sync(engine, sn)
+    assert (incremental.status, incremental.deleted) == ("ok", 0)
+    with engine.connect() as conn:
+        state = next(s for s in read_sync_states(conn) if s["source"] == "sn")
+    assert any("sys_audit_delete is not readable" in w for w in state["details"]["warnings"])
+    full = _sn_sync(engine, sn, full=True)
+    assert (full.status, full.deleted) == ("ok", 2)
+    assert _sn_deleted(engine) == set(gone)

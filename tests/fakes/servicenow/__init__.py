@@ -1,10 +1,11 @@
 """A fake ServiceNow instance (Table API) that behaves like the real one, for tests and benchmarks.
 
-- tables ``incident`` (and the other task tables), ``sys_audit``, ``sys_journal_field``,
-  ``sys_choice``, ``sys_user``, ``sys_user_group``; every value a string, references stored as
-  sys_ids and written as ``{"link": ".../api/now/table/<table>/<id>", "value": "<id>"}`` (or
-  ``""``), or just the sys_id with ``sysparm_exclude_reference_link=true``; dates
-  ``YYYY-MM-DD HH:MM:SS`` in UTC; a clock (``now``) that ticks on every change;
+- tables ``incident`` (and the other task tables), ``sys_audit``, ``sys_audit_delete``,
+  ``sys_journal_field``, ``sys_choice``, ``sys_user``, ``sys_user_group``; every value a
+  string, references stored as sys_ids and written as
+  ``{"link": ".../api/now/table/<table>/<id>", "value": "<id>"}`` (or ``""``), or just the
+  sys_id with ``sysparm_exclude_reference_link=true``; dates ``YYYY-MM-DD HH:MM:SS`` in UTC;
+  a clock (``now``) that ticks on every change;
 - ``GET /api/now[/v1|/v2]/table/{table}[/{sys_id}]`` with ``sysparm_query`` (encoded queries with
   ServiceNow's precedence, see ``query``), ``sysparm_limit`` (default and cap ``max_limit``),
   ``sysparm_offset``, ``sysparm_fields`` (dot-walks too), ``sysparm_display_value=false|true|all``,
@@ -27,7 +28,10 @@
 - HTTP Basic auth and OAuth 2 (``POST /oauth_token.do``, password and refresh_token grants,
   Bearer tokens that expire after ``token_lifetime`` seconds; ``basic_auth = False`` refuses
   Basic credentials); 401 with ServiceNow's body;
-- ``audit_readable`` / ``journal_readable`` False: 403 ACL errors on those tables; ``hidden``
+- ``delete_record()`` removes a record and writes a ``sys_audit_delete`` row (tablename,
+  documentkey, sys_created_on, ...);
+- ``audit_readable`` / ``journal_readable`` / ``deletions_readable`` False: 403 ACL errors on
+  ``sys_audit`` / ``sys_journal_field`` / ``sys_audit_delete``; ``hidden``
   sys_ids are counted but left out of pages (the limit applies before ACLs, as on the real API);
 - ``rate_limit`` per ``rate_window_seconds`` (real time): ``X-RateLimit-Limit``, ``-Remaining``,
   ``-Reset`` and ``-Rule`` on every response, then 429 with ``Retry-After``;

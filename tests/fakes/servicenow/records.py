@@ -161,10 +161,33 @@ class Records(Instance):
             store = self.table(table)
             return store.as_dict(store.rows[sys_id])
 
-    def delete_record(self, sys_id: str, *, table: str = "incident") -> None:
-        """Delete a record: it stops being listed (its audit rows stay, as in ServiceNow)."""
+    def delete_record(
+        self,
+        sys_id: str,
+        *,
+        table: str = "incident",
+        at: datetime | None = None,
+        actor: str = "admin",
+    ) -> None:
+        """Delete a record now (or ``at``): it stops being listed, its audit rows stay, and
+        ``sys_audit_delete`` gets a row (the "Deleted Records" module), as on an instance
+        where the table is audited."""
         with self.lock:
-            self.table(table).delete(sys_id)
+            store = self.table(table)
+            number = store.value(store.rows[sys_id], "number")
+            store.delete(sys_id)
+            when = self._at(at)
+            self.tables["sys_audit_delete"].insert(
+                {
+                    "sys_id": self.new_sys_id(),
+                    "tablename": table,
+                    "documentkey": sys_id,
+                    "display_value": number,
+                    "payload": f"<xml><{table}><sys_id>{sys_id}</sys_id></{table}></xml>",
+                    "sys_created_on": fmt(when),
+                    "sys_created_by": actor,
+                }
+            )
 
     def modify(
         self,

@@ -217,6 +217,21 @@ SCHEMAS: dict[str, TableSchema] = {
         partitions=("tablename", "fieldname"),
         hashed=("sys_id", "documentkey"),
     ),
+    "sys_audit_delete": TableSchema(
+        "sys_audit_delete",
+        {
+            "sys_id": SYS_ID,
+            "tablename": STRING,
+            "documentkey": SYS_ID,  # the deleted record's sys_id
+            "display_value": STRING,
+            "payload": STRING,
+            "sys_created_on": DATETIME,
+            "sys_created_by": STRING,
+        },
+        ordered=("sys_created_on",),
+        partitions=("tablename",),
+        hashed=("sys_id", "documentkey"),
+    ),
     "sys_journal_field": TableSchema(
         "sys_journal_field",
         {

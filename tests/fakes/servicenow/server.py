@@ -67,6 +67,7 @@ class FakeServiceNow(Records, Access):
         rate_window_seconds: int = 3600,
         audit_readable: bool = True,
         journal_readable: bool = True,
+        deletions_readable: bool = True,
         max_limit: int = 10_000,
     ) -> None:
         super().__init__(start=start)
@@ -80,6 +81,7 @@ class FakeServiceNow(Records, Access):
         )
         self.audit_readable = audit_readable
         self.journal_readable = journal_readable
+        self.deletions_readable = deletions_readable
         self.max_limit = max_limit
         self.user_timezone = "UTC"
         """the integration user's zone: display values and query date literals use it"""
@@ -252,8 +254,10 @@ class FakeServiceNow(Records, Access):
         table = self.tables.get(name)
         if table is None:
             return error(400, f"Invalid table {name}", None)
-        if (name == "sys_audit" and not self.audit_readable) or (
-            name == "sys_journal_field" and not self.journal_readable
+        if (
+            (name == "sys_audit" and not self.audit_readable)
+            or (name == "sys_journal_field" and not self.journal_readable)
+            or (name == "sys_audit_delete" and not self.deletions_readable)
         ):
             return error(
                 403,
