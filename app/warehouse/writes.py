@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -378,12 +378,12 @@ def mark_deleted(
     stored = conn.execute(
         select(Ticket.external_id).where(Ticket.source == source, Ticket.deleted_at.is_(None))
     ).scalars()
-    missing = [key for key in stored if key not in seen]
-    live = conn.execute(
-        select(func.count())
-        .select_from(Ticket)
-        .where(Ticket.source == source, Ticket.deleted_at.is_(None))
-    ).scalar_one()
+    live = 0
+    missing: list[str] = []
+    for key in stored:
+        live += 1
+        if key not in seen:
+            missing.append(key)
     if not missing:
         return Deletions(0, 0, live)
     if len(missing) > max_fraction * live:
