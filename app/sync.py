@@ -44,6 +44,7 @@ from app.errors import ConfigError, WarehouseError
 from app.settings import Settings
 from app.warehouse import (
     UpsertCounts,
+    clear_deleted,
     insert_events,
     make_engine,
     mark_deleted,
@@ -442,6 +443,8 @@ class _Run:
             _checkpoint(self.fault, "events", number)
             if reported:
                 after.deleted += mark_ids_deleted(conn, source=source, ids=reported, now=self.now)
+            if page.excluded:  # listed, so still in the tool, though not stored again
+                clear_deleted(conn, source=source, ids=page.excluded, now=self.now)
             if page.last and self.full:
                 self._reconcile(conn, found, after)
             if page.unknown_statuses:

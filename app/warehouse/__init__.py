@@ -11,6 +11,7 @@ from app.warehouse.reads import (
 from app.warehouse.writes import (
     Deletions,
     UpsertCounts,
+    clear_deleted,
     insert_events,
     mark_deleted,
     mark_ids_deleted,
@@ -23,6 +24,7 @@ from app.warehouse.writes import (
 __all__ = [
     "Deletions",
     "UpsertCounts",
+    "clear_deleted",
     "current_revision",
     "head_revision",
     "insert_events",

@@ -34,6 +34,7 @@ from connectors.base import EVENT_COLUMNS, TICKET_COLUMNS
 __all__ = [
     "Deletions",
     "UpsertCounts",
+    "clear_deleted",
     "insert_events",
     "mark_deleted",
     "mark_ids_deleted",
@@ -415,6 +416,32 @@ def mark_ids_deleted(conn: Connection, *, source: str, ids: Sequence[str], now: 
     )
     n = len(ids)
     return _executemany(conn, sql, [[stamp] * n, [stamp] * n, [source] * n, list(ids)])
+
+
+def clear_deleted(conn: Connection, *, source: str, ids: Iterable[str], now: datetime) -> int:
+    """Clear the deleted mark of these tickets of ``source``: the tool lists them, although
+    they are not stored again (TOPdesk archived incidents and partials). Returns how many.
+
+    The marked tickets come from the partial index of deleted ones (small), so a page of
+    ids that are all live costs one cheap query.
+    """
+    wanted = set(ids)
+    if not wanted:
+        return 0
+    marked = conn.execute(
+        select(Ticket.external_id).where(Ticket.source == source, Ticket.deleted_at.is_not(None))
+    ).scalars()
+    back = [key for key in marked if key in wanted]
+    if not back:
+        return 0
+    stamp = _now_text(now, conn.dialect.name) if conn.dialect.name == "sqlite" else now
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    sql = (
+        f"UPDATE tickets SET deleted_at = NULL, loaded_at = {mark} "
+        f"WHERE source = {mark} AND external_id = {mark} AND deleted_at IS NOT NULL"
+    )
+    n = len(back)
+    return _executemany(conn, sql, [[stamp] * n, [source] * n, back])
 
 
 def _upsert(

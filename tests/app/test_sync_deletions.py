@@ -204,3 +204,20 @@ def test_servicenow_without_read_access_to_deletions_finds_them_in_the_full_sync
     full = _sn_sync(engine, sn, full=True)
     assert (full.status, full.deleted) == ("ok", 2)
     assert _sn_deleted(engine) == set(gone)
+
+
+def test_an_incident_restored_while_archived_is_not_deleted_any_more(
+    engine: Engine, desk: Desk
+) -> None:
+    """Found by the state machine (test_sync_stateful.py): the full scan lists an archived
+    incident without storing it, so the upsert that clears a mark never ran for it."""
+    ids = _loaded(engine, desk, 6)
+    archived = desk.fake.modify(ids[2], archivingReason={"id": "r1", "name": "Old"})
+    desk.fake.delete(ids[2])
+    assert _sync(engine, desk, full=True).deleted == 1
+    assert set(_deleted(engine)) == {ids[2]}
+    desk.fake.restore(archived)
+    back = _sync(engine, desk, full=True)
+    assert (back.status, back.deleted) == ("ok", 0)
+    assert _deleted(engine) == {}
+    assert ids[2] in _live(engine)
