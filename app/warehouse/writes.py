@@ -408,14 +408,20 @@ def mark_ids_deleted(conn: Connection, *, source: str, ids: Sequence[str], now: 
     many were marked. For deletions the tool reports itself, and for ``mark_deleted``."""
     if not ids:
         return 0
-    stamp = _now_text(now, conn.dialect.name) if conn.dialect.name == "sqlite" else now
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    stamp, mark = _stamp(conn, now)
     sql = (
         f"UPDATE tickets SET deleted_at = {mark}, loaded_at = {mark} "
         f"WHERE source = {mark} AND external_id = {mark} AND deleted_at IS NULL"
     )
     n = len(ids)
     return _executemany(conn, sql, [[stamp] * n, [stamp] * n, [source] * n, list(ids)])
+
+
+def _stamp(conn: Connection, now: datetime) -> tuple[Any, str]:
+    """``now`` as this driver binds a time, and its placeholder."""
+    if conn.dialect.name == "sqlite":
+        return _now_text(now, "sqlite"), "?"
+    return now, "%s"
 
 
 def clear_deleted(conn: Connection, *, source: str, ids: Iterable[str], now: datetime) -> int:
@@ -434,8 +440,7 @@ def clear_deleted(conn: Connection, *, source: str, ids: Iterable[str], now: dat
     back = [key for key in marked if key in wanted]
     if not back:
         return 0
-    stamp = _now_text(now, conn.dialect.name) if conn.dialect.name == "sqlite" else now
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    stamp, mark = _stamp(conn, now)
     sql = (
         f"UPDATE tickets SET deleted_at = NULL, loaded_at = {mark} "
         f"WHERE source = {mark} AND external_id = {mark} AND deleted_at IS NOT NULL"
