@@ -5,7 +5,8 @@ set, by ``ticketflow serve`` in a thread. Each tick, if this process is the lead
 
 1. every network source whose schedule is due is synced (``app.sync.sync_sources``): every
    ``interval_minutes``, or on its ``cron`` expression (five fields, in its time zone;
-   APScheduler's ``CronTrigger`` computes the fire times, DST included);
+   APScheduler's ``CronTrigger`` computes the fire times, DST included); and fully on
+   ``full_sync_cron`` (or the source's ``full_cron``), which finds deleted tickets;
 2. after any sync, or every ``alerts_interval_minutes``, the alerts are evaluated
    (``app.outbox.evaluate_alerts``) and due daily digests are queued;
 3. due messages are delivered (``app.delivery.deliver_due``).
