@@ -31,7 +31,8 @@ from analytics import (
 )
 from analytics.aging import aging_wip
 from analytics.daily import milestones, throughput
-from analytics.settings import StaleSettings
+from analytics.result import Window
+from analytics.settings import FlowSettings, StaleSettings
 from app.cache import AnalyticsCache, Snapshot
 from app.deps import (
     CacheDep,
@@ -137,10 +138,24 @@ def _per_ticket(analysis: Callable[..., Any]) -> Compute:
 # aggregates: computed on the filtered tickets, once per filter set
 
 
+def _data_window(tickets: pd.DataFrame, now: datetime) -> Window | None:
+    """The trailing flow window, but starting no earlier than the first ticket was logged.
+
+    Before that the warehouse knows nothing (a new installation, a short export): days of
+    zeros there would read as an idle desk. None: the trailing window is all covered.
+    """
+    trailing = Window.trailing(now, FlowSettings().window_days)
+    first = tickets["created_at"].min() if "created_at" in tickets and len(tickets) else None
+    if first is None or pd.isna(first) or first <= trailing.start or first >= trailing.end:
+        return None
+    return Window(start=first, end=trailing.end)
+
+
 def _throughput(
     tickets: pd.DataFrame, events: pd.DataFrame, now: datetime, _s: Settings
 ) -> pd.DataFrame:
-    return throughput(shared_log(tickets, events), now=now).frame
+    window = _data_window(tickets, now)
+    return throughput(shared_log(tickets, events), now=now, window=window).frame
 
 
 def _cycle_summary(
@@ -175,7 +190,8 @@ def _cycle_chart(
 
 
 def _cfd(tickets: pd.DataFrame, events: pd.DataFrame, now: datetime, _s: Settings) -> pd.DataFrame:
-    frame = cumulative_flow(shared_log(tickets, events), now=now).frame.copy()
+    window = _data_window(tickets, now)
+    frame = cumulative_flow(shared_log(tickets, events), now=now, window=window).frame.copy()
     frame["date"] = pd.to_datetime(frame["date"]).dt.date
     return frame
 

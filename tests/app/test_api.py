@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -24,6 +25,7 @@ from connectors.base import (
 from tests.app.test_api_support import (
     ADMIN,
     BOTH,
+    NOW,
     READ,
     XSS_TITLE,
     _ticket,
@@ -553,3 +555,27 @@ def test_deleted_tickets_are_left_out_but_still_answer_by_key(
         desk = {s["name"]: s for s in c.get("/api/v1/sources", headers=READ).json()}["desk"]
         assert (desk["tickets"], desk["deleted_tickets"]) == (13, 2)
     engine.dispose()
+
+
+def test_flow_charts_start_when_the_warehouse_history_starts(client: TestClient) -> None:
+    """The fixture's first ticket was logged 29 days ago: the 90-day flow window is cut to the
+    days the warehouse knows, instead of 60 days of zeros that read as an idle desk."""
+    first_day = (NOW - timedelta(days=29)).date().isoformat()  # _ticket(1)
+    for path in ("/api/v1/cfd", "/api/v1/throughput"):
+        days = client.get(f"{path}?limit=500", headers=READ).json()["items"]
+        assert days[0]["date"] == first_day, path
+        assert len(days) in (30, 31), path  # up to today, in the desk's time zone
+
+
+def test_the_flow_window_is_only_cut_where_the_data_starts_later() -> None:
+    from app.routes.analytics import _data_window
+
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    recent = pd.DataFrame({"created_at": pd.to_datetime(["2026-11-01", "2026-11-20"], utc=True)})
+    old = pd.DataFrame({"created_at": pd.to_datetime(["2025-01-01", "2026-11-20"], utc=True)})
+    window = _data_window(recent, now)
+    assert window is not None
+    assert window.start == pd.Timestamp("2026-11-01", tz="UTC")
+    assert window.end == pd.Timestamp(now)
+    assert _data_window(old, now) is None
+    assert _data_window(recent.iloc[0:0], now) is None
