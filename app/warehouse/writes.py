@@ -406,22 +406,7 @@ def mark_deleted(
 def mark_ids_deleted(conn: Connection, *, source: str, ids: Sequence[str], now: datetime) -> int:
     """Mark these tickets of ``source`` deleted (those stored and not marked yet); return how
     many were marked. For deletions the tool reports itself, and for ``mark_deleted``."""
-    if not ids:
-        return 0
-    stamp, mark = _stamp(conn, now)
-    sql = (
-        f"UPDATE tickets SET deleted_at = {mark}, loaded_at = {mark} "
-        f"WHERE source = {mark} AND external_id = {mark} AND deleted_at IS NULL"
-    )
-    n = len(ids)
-    return _executemany(conn, sql, [[stamp] * n, [stamp] * n, [source] * n, list(ids)])
-
-
-def _stamp(conn: Connection, now: datetime) -> tuple[Any, str]:
-    """``now`` as this driver binds a time, and its placeholder."""
-    if conn.dialect.name == "sqlite":
-        return _now_text(now, "sqlite"), "?"
-    return now, "%s"
+    return _set_deleted(conn, source=source, ids=ids, now=now, deleted=True)
 
 
 def clear_deleted(conn: Connection, *, source: str, ids: Iterable[str], now: datetime) -> int:
@@ -438,15 +423,27 @@ def clear_deleted(conn: Connection, *, source: str, ids: Iterable[str], now: dat
         select(Ticket.external_id).where(Ticket.source == source, Ticket.deleted_at.is_not(None))
     ).scalars()
     back = [key for key in marked if key in wanted]
-    if not back:
+    return _set_deleted(conn, source=source, ids=back, now=now, deleted=False)
+
+
+def _set_deleted(
+    conn: Connection, *, source: str, ids: Sequence[str], now: datetime, deleted: bool
+) -> int:
+    """Set (``deleted``) or clear the deleted mark of these tickets where it is not so yet,
+    with a new ``loaded_at``; return how many rows changed."""
+    if not ids:
         return 0
-    stamp, mark = _stamp(conn, now)
+    sqlite = conn.dialect.name == "sqlite"
+    stamp: Any = _now_text(now, "sqlite") if sqlite else now
+    mark = "?" if sqlite else "%s"
+    was = "IS NULL" if deleted else "IS NOT NULL"
     sql = (
-        f"UPDATE tickets SET deleted_at = NULL, loaded_at = {mark} "
-        f"WHERE source = {mark} AND external_id = {mark} AND deleted_at IS NOT NULL"
+        f"UPDATE tickets SET deleted_at = {mark}, loaded_at = {mark} "
+        f"WHERE source = {mark} AND external_id = {mark} AND deleted_at {was}"
     )
-    n = len(back)
-    return _executemany(conn, sql, [[stamp] * n, [source] * n, back])
+    n = len(ids)
+    value = stamp if deleted else None
+    return _executemany(conn, sql, [[value] * n, [stamp] * n, [source] * n, list(ids)])
 
 
 def _upsert(
