@@ -153,6 +153,10 @@ class LeaderLock:
 class Schedule(Protocol):
     def next_after(self, last: datetime | None, now: datetime) -> datetime: ...
 
+    def first_due(self, seen: datetime) -> datetime:
+        """When a job that never ran is due, the scheduler having first seen it at ``seen``."""
+        ...
+
 
 @dataclass(frozen=True)
 class IntervalSchedule:
@@ -160,6 +164,9 @@ class IntervalSchedule:
 
     def next_after(self, last: datetime | None, now: datetime) -> datetime:
         return now if last is None else last + self.every
+
+    def first_due(self, seen: datetime) -> datetime:
+        return seen  # at once
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,9 @@ class CronSchedule:
         nxt = trigger.get_next_fire_time(None, after)
         assert nxt is not None
         return datetime.fromtimestamp(nxt.timestamp(), UTC)
+
+    def first_due(self, seen: datetime) -> datetime:
+        return self.next_after(seen, seen)  # the first fire time after it was seen
 
 
 @dataclass
@@ -241,11 +251,10 @@ class Scheduler:
         for job in self.jobs:
             now = self.clock()
             previous = last.get(job.name)
-            if previous is None and isinstance(job.schedule, CronSchedule):
-                # never run: due at the first fire time after this scheduler first saw it
-                # (an interval job without a run is due at once, a cron job is not)
-                previous = self._first_seen.setdefault(job.name, now)
-            due = now >= job.schedule.next_after(previous, now)
+            if previous is None:
+                due = now >= job.schedule.first_due(self._first_seen.setdefault(job.name, now))
+            else:
+                due = now >= job.schedule.next_after(previous, now)
             if not due and not any(name in ran for name in job.after):
                 continue
             if not self.lock.held():
