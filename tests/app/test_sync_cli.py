@@ -4,33 +4,14 @@ the fake TOPdesk served over loopback HTTP."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.app.cli_support import run_cli
 from tests.fakes import ServedFake
 from tests.fakes.topdesk import GROUPS, FakeTopdesk
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETFLOW_")}
-    full_env.update(env)
-    full_env["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -59,7 +40,7 @@ def test_sync_then_sources(tmp_path: Path, desks: tuple[ServedFake, ServedFake])
     good, bad = desks
     config = _config(tmp_path, good, bad)
     env = {"TD_GOOD": "good-Secret-991", "TD_BAD": "expired-password"}
-    done = _run(["-c", str(config), "sync"], tmp_path, **env)
+    done = run_cli(["-c", str(config), "sync"], tmp_path, **env)
     assert done.returncode == 1, done.stderr  # one source failed
     assert "helpdesk" in done.stdout and "branch" in done.stdout
     assert "branch: source `branch`: HTTP 401" in " ".join(done.stderr.split())
@@ -72,11 +53,11 @@ def test_sync_then_sources(tmp_path: Path, desks: tuple[ServedFake, ServedFake])
     for secret in ("good-Secret-991", "expired-password"):
         assert secret not in done.stdout + done.stderr
 
-    only = _run(["-c", str(config), "sync", "--source", "helpdesk"], tmp_path, **env)
+    only = run_cli(["-c", str(config), "sync", "--source", "helpdesk"], tmp_path, **env)
     assert only.returncode == 0, only.stderr
     assert "branch" not in only.stdout
 
-    sources = _run(["-c", str(config), "sources"], tmp_path, **env)
+    sources = run_cli(["-c", str(config), "sources"], tmp_path, **env)
     assert sources.returncode == 0, sources.stderr
     flat = " ".join(sources.stdout.split())
     assert "helpdesk" in flat and "topdesk" in flat and "ok" in flat
@@ -86,6 +67,6 @@ def test_sync_then_sources(tmp_path: Path, desks: tuple[ServedFake, ServedFake])
 
 def test_unknown_source_exits_2(tmp_path: Path, desks: tuple[ServedFake, ServedFake]) -> None:
     config = _config(tmp_path, *desks)
-    done = _run(["-c", str(config), "sync", "--source", "nope"], tmp_path)
+    done = run_cli(["-c", str(config), "sync", "--source", "nope"], tmp_path)
     assert done.returncode == 2
     assert "nope" in done.stderr and "helpdesk" in done.stderr

@@ -3,30 +3,11 @@ real process against the fake instance served over loopback HTTP, its sys_audit 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.app.cli_support import run_cli
 from tests.fakes import ServedFake
 from tests.fakes.servicenow import FakeServiceNow
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETFLOW_")}
-    full_env.update(env)
-    full_env["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def test_sync_then_sources_shows_the_audit_warning(tmp_path: Path) -> None:
@@ -42,10 +23,10 @@ def test_sync_then_sources_shows_the_audit_warning(tmp_path: Path) -> None:
             'username = "integration.user"\npassword_env = "SN_CLI_PASSWORD"\npage_size = 5\n'
         )
         env = {"SN_CLI_PASSWORD": "sn-Secret-4417"}
-        done = _run(["-c", str(config), "sync"], tmp_path, **env)
+        done = run_cli(["-c", str(config), "sync"], tmp_path, **env)
         assert done.returncode == 0, done.stderr
         assert "now" in done.stdout and "ok" in done.stdout
-        sources = _run(["-c", str(config), "sources"], tmp_path, **env)
+        sources = run_cli(["-c", str(config), "sources"], tmp_path, **env)
     assert sources.returncode == 0, sources.stderr
     flat = " ".join(sources.stdout.split())
     assert "servicenow" in flat and "ok" in flat
