@@ -63,10 +63,12 @@ def blocker_result(
     snap: Snapshot,
     settings: BlockerSettings,
     calendars: Calendars,
-    sort: str = AGE,
+    sort: str | None = AGE,
 ) -> Result[BlockerSettings]:
-    """The blocker frame sorted by ``sort`` (longest first) as a ``Result``."""
-    frame = frame.sort_values(sort, ascending=False, kind="stable").reset_index(drop=True)
+    """The blocker frame sorted by ``sort`` (longest first; None: as given) as a ``Result``."""
+    if sort is not None:
+        frame = frame.sort_values(sort, ascending=False, kind="stable")
+    frame = frame.reset_index(drop=True)
     return Result(
         name=name,
         frame=frame,

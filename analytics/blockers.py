@@ -214,13 +214,4 @@ def combine_blockers(
     rank = frame[BLOCKER].map({k: i for i, k in enumerate(BLOCKER_ORDER)})
     age = frame[AGE].to_numpy(dtype="timedelta64[ns]").view(np.int64)
     order = np.lexsort((-age, rank.to_numpy(dtype=np.int64)))
-    return Result(
-        name="flow_blockers",
-        frame=frame.iloc[order].reset_index(drop=True),
-        n=len(snap.rows),
-        n_of="open tickets examined",
-        now=pd.Timestamp(snap.now, tz="UTC"),
-        settings=settings,
-        calendars=calendars,
-        definition="docs/metrics.md#flow-blockers",
-    )
+    return blocker_result("flow_blockers", frame.iloc[order], snap, settings, calendars, sort=None)
